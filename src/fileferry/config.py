@@ -1,0 +1,229 @@
+"""Settings: one YAML file, ``${ENV}`` expanded, validated with errors that name the key.
+
+The file is ``--config``, else ``$FILEFERRY_CONFIG``, else ``./fileferry.yaml``.
+The seed's ``transfer.*`` keys are kept with their names and defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
+
+import pydantic
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from fileferry.errors import ConfigError
+
+__all__ = [
+    "DestinationSettings",
+    "DestinationUrl",
+    "S3Settings",
+    "Settings",
+    "StoreSettings",
+    "TransferSettings",
+    "config_path",
+    "load_settings",
+    "parse_settings",
+]
+
+DEFAULT_STORE_URL = "sqlite:///~/.local/share/fileferry/fileferry.db"
+DEFAULT_KNOWN_HOSTS = "~/.fileferry/known_hosts"
+SUPPORTED_SCHEMES = ("sftp",)
+DEFAULT_PORTS = {"sftp": 22, "ftp": 21, "ftps": 21}
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class S3Settings(_Model):
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+
+
+class TransferSettings(_Model):
+    small_file_threshold: int = Field(default=100 * 1024 * 1024, ge=0)
+    large_file_threshold: int = Field(default=1024 * 1024 * 1024, ge=1)
+    default_chunk_size: int = Field(default=10 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    max_parallel_threads: int = Field(default=5, ge=1, le=64)
+    enable_compression: bool = False
+
+    @model_validator(mode="after")
+    def _thresholds_ordered(self) -> TransferSettings:
+        if self.small_file_threshold > self.large_file_threshold:
+            raise ValueError("small_file_threshold must not exceed large_file_threshold")
+        return self
+
+
+class DestinationUrl(_Model):
+    """A destination URL taken apart. ``path`` is absolute, or starts with ``~`` (login dir)."""
+
+    scheme: str
+    username: str | None
+    host: str
+    port: int
+    path: str
+
+    def __str__(self) -> str:
+        user = f"{self.username}@" if self.username else ""
+        path = self.path if self.path.startswith("/") else "/" + self.path
+        return f"{self.scheme}://{user}{self.host}:{self.port}{path}"
+
+
+def parse_destination_url(url: str) -> DestinationUrl:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in SUPPORTED_SCHEMES:
+        raise ValueError(f"scheme {scheme or '(none)'!r} is not supported; use one of "
+                         + ", ".join(f"{s}://" for s in SUPPORTED_SCHEMES))
+    if not parts.hostname:
+        raise ValueError("the URL has no host, e.g. sftp://user@host:22/inbound/")
+    if parts.password is not None:
+        raise ValueError("do not put a password in the URL; use the destination's "
+                         "password key, e.g. password: ${PARTNER_PASSWORD}")
+    try:
+        port = parts.port or DEFAULT_PORTS[scheme]
+    except ValueError as exc:
+        raise ValueError(f"invalid port: {exc}") from None
+    raw = unquote(parts.path) or "/"
+    path = raw[1:] if raw.startswith("/~") else raw
+    return DestinationUrl(scheme=scheme, username=unquote(parts.username or "") or None,
+                          host=parts.hostname, port=port, path=path)
+
+
+class DestinationSettings(_Model):
+    url: str
+    password: SecretStr | None = None
+    private_key_file: Path | None = None
+    known_hosts: Path | None = None
+    host_key_fingerprint: str | None = None
+    verify: Literal["auto", "readback", "size", "none"] = "auto"
+    on_conflict: Literal["fail", "overwrite", "rename"] = "fail"
+    connect_timeout: float = Field(default=15.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url_parses(cls, value: str) -> str:
+        parse_destination_url(value)
+        return value
+
+    @field_validator("host_key_fingerprint")
+    @classmethod
+    def _fingerprint_form(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("SHA256:"):
+            raise ValueError("must look like SHA256:... (as `ssh-keygen -lf` or "
+                             "`fileferry hostkey NAME` prints it)")
+        return value
+
+    @field_validator("private_key_file", "known_hosts")
+    @classmethod
+    def _expand_user(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+    @property
+    def parsed(self) -> DestinationUrl:
+        return parse_destination_url(self.url)
+
+    @property
+    def known_hosts_path(self) -> Path:
+        """Where pinned keys are read from and ``hostkey --pin`` writes to."""
+        return self.known_hosts or Path(DEFAULT_KNOWN_HOSTS).expanduser()
+
+
+class StoreSettings(_Model):
+    url: str = DEFAULT_STORE_URL
+
+
+class Settings(_Model):
+    s3: S3Settings = S3Settings()
+    transfer: TransferSettings = TransferSettings()
+    destinations: dict[str, DestinationSettings] = Field(default_factory=dict)
+    store: StoreSettings = StoreSettings()
+
+    @field_validator("destinations")
+    @classmethod
+    def _names(cls, value: dict[str, DestinationSettings]) -> dict[str, DestinationSettings]:
+        for name in value:
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", name):
+                raise ValueError(f"destination name {name!r} may hold only letters, "
+                                 "digits, '_', '.' and '-'")
+        return value
+
+
+def _expand_env(node: Any, where: str) -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a parsed YAML tree."""
+    if isinstance(node, dict):
+        return {k: _expand_env(v, f"{where}.{k}" if where else str(k)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_expand_env(v, f"{where}[{i}]") for i, v in enumerate(node)]
+    if not isinstance(node, str):
+        return node
+
+    def sub(match: re.Match[str]) -> str:
+        var, default = match.group(1), match.group(2)
+        value = os.environ.get(var)
+        if value is None:
+            if default is None:
+                raise ConfigError(f"{where}: environment variable {var} is not set; "
+                                  f"export it or write ${{{var}:-default}}")
+            return default
+        return value
+
+    return _ENV_REF.sub(sub, node)
+
+
+def _describe(error: pydantic.ValidationError) -> str:
+    lines = []
+    for item in error.errors():
+        key = ".".join(str(p) for p in item["loc"]) or "(top level)"
+        msg = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            msg = "unknown key (check the spelling against the README's configuration reference)"
+        lines.append(f"{key}: {msg}")
+    return "; ".join(lines)
+
+
+def parse_settings(data: Any, source: str = "configuration") -> Settings:
+    """Validate an already-parsed YAML document."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: the top level must be a mapping of keys")
+    try:
+        return Settings.model_validate(_expand_env(data, ""))
+    except pydantic.ValidationError as exc:
+        raise ConfigError(f"{source}: {_describe(exc)}") from None
+
+
+def config_path(explicit: Path | None = None) -> Path:
+    if explicit is not None:
+        return explicit.expanduser()
+    env = os.environ.get("FILEFERRY_CONFIG")
+    return Path(env).expanduser() if env else Path("fileferry.yaml")
+
+
+def load_settings(explicit: Path | None = None) -> Settings:
+    """Load the configuration file; every problem is a ``ConfigError`` naming the key."""
+    path = config_path(explicit)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"no configuration file at {path}: pass --config FILE, set "
+                          "FILEFERRY_CONFIG, or create ./fileferry.yaml "
+                          "(`fileferry demo` writes an example)") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read configuration {path}: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: "
+                          f"{getattr(exc, 'problem', exc)}") from None
+    return parse_settings(data, str(path))

@@ -1,0 +1,108 @@
+"""What the CLI shows a person: progress bars on stderr, result tables, error lines."""
+
+from __future__ import annotations
+
+import sys
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+from rich.table import Table
+
+from fileferry.models import FilePlan, FileResult, TransferResult
+
+__all__ = ["ProgressBars", "human_size", "print_result", "stderr", "stdout"]
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True, soft_wrap=True)
+
+
+def human_size(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{n} B"
+
+
+class ProgressBars:
+    """A ``ProgressSubscriber`` drawing one bar per file and one in total, on stderr."""
+
+    def __init__(self, console: Console = stderr) -> None:
+        self._progress = Progress(TextColumn("{task.description}", justify="left"),
+                                  BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                                  TimeRemainingColumn(), console=console, transient=False)
+        self._tasks: dict[str, TaskID] = {}
+        self._total: TaskID | None = None
+
+    def __enter__(self) -> ProgressBars:
+        self._progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def plan(self, total: int) -> None:
+        self._total = self._progress.add_task("[bold]total", total=total)
+
+    def file_started(self, plan: FilePlan) -> None:
+        if self._total is None:
+            self._total = self._progress.add_task("[bold]total", total=None)
+        label = plan.key.rsplit("/", 1)[-1][:40]
+        self._tasks[plan.source] = self._progress.add_task(label, total=plan.size)
+
+    def bytes_moved(self, plan: FilePlan, count: int) -> None:
+        self._progress.advance(self._tasks[plan.source], count)
+        if self._total is not None:
+            self._progress.advance(self._total, count)
+
+    def file_finished(self, result: FileResult) -> None:
+        task = self._tasks.get(result.source)
+        if task is not None and result.status != "DELIVERED":
+            self._progress.update(task, description=f"[red]{result.status.lower()}")
+
+
+def _short(digest: str | None) -> str:
+    return f"{digest[:12]}…" if digest else "-"
+
+
+def print_result(result: TransferResult, console: Console = stdout,
+                 plan_only: bool = False, errors: Console = stderr) -> None:
+    """A table of files (full detail is in ``--json``), then one summary line."""
+    if result.files:
+        title = "plan (nothing moved)" if plan_only else f"transfer {result.transfer_id}"
+        table = Table(title=title, title_justify="left")
+        table.add_column("destination", overflow="fold")
+        table.add_column("size", justify="right", no_wrap=True)
+        if not plan_only:
+            table.add_column("sha256", no_wrap=True)
+        table.add_column("check" if plan_only else "verified by", no_wrap=True)
+        for f in result.files:
+            row = [f.destination, human_size(f.size)]
+            if not plan_only:
+                row.append(_short(f.sha256))
+            status = "" if f.status in ("DELIVERED", "PLANNED") else f" ({f.status.lower()})"
+            row.append((f.verified_by or "-") + status)
+            table.add_row(*row)
+        console.print(table)
+    total = human_size(sum(f.size for f in result.files))
+    if result.error:
+        errors.print(f"[red]{result.status.lower()}[/red]: {result.error['type']}: "
+                     f"{result.error['message']}", highlight=False)
+    elif plan_only:
+        console.print(f"dry run: {len(result.files)} file(s), {total}; nothing was moved")
+    else:
+        console.print(f"[green]delivered[/green] {len(result.files)} file(s), {total}, "
+                      "every one verified")
+
+
+def isatty() -> bool:
+    return sys.stderr.isatty()

@@ -1,0 +1,334 @@
+"""The SFTP destination (asyncssh): pinned host keys, AES-GCM first, server-side digests.
+
+Options come from the destination's settings; the adapter declares its
+capabilities once connected (a shell account can run ``md5sum``/``sha256sum``,
+an SFTP-only account cannot); asyncssh errors are mapped at the bottom.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import getpass
+import posixpath
+import shlex
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import asyncssh
+
+from fileferry.endpoints.base import Capabilities, HashName, ObjectInfo
+from fileferry.errors import (
+    AuthenticationFailed,
+    DestinationError,
+    EndpointUnavailable,
+    FileFerryError,
+    HostKeyMismatch,
+    HostKeyUnknown,
+    PermissionDenied,
+    TargetExists,
+)
+
+if TYPE_CHECKING:
+    from fileferry.config import DestinationSettings
+
+__all__ = ["SftpDestination", "fetch_host_key", "map_sftp_error", "pin_host_key"]
+
+# AES-GCM first: ~1.5x faster than the ChaCha20 default where AES-NI exists.
+CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
+           "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"]
+PROBE = ("md5sum --version >/dev/null 2>&1 && echo md5; "
+         "sha256sum --version >/dev/null 2>&1 && echo sha256")
+READ_BLOCK = 256 * 1024
+
+
+@dataclass
+class _Seen:
+    """The host key the server offered, kept for the error message."""
+
+    key: Any = None
+    fingerprint: str | None = None
+
+
+class _PinningClient(asyncssh.SSHClient):
+    """Accepts a key not in known_hosts only when it has the pinned fingerprint."""
+
+    def __init__(self, fingerprint: str | None) -> None:
+        self.fingerprint = fingerprint
+        self.seen = _Seen()
+
+    def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
+        self.seen.key = key
+        self.seen.fingerprint = key.get_fingerprint("sha256")
+        return self.fingerprint is not None and self.seen.fingerprint == self.fingerprint
+
+
+def _known_hosts_entries(path: Path, host: str, port: int) -> list[Any]:
+    if not path.exists():
+        return []
+    try:
+        matched = asyncssh.match_known_hosts(str(path), host, "", port)
+    except (OSError, ValueError):
+        return []
+    return list(matched[0]) + list(matched[1])
+
+
+def _where(settings: DestinationSettings) -> str:
+    url = settings.parsed
+    return f"{url.host}:{url.port}"
+
+
+class SftpDestination:
+    """A connected SFTP destination; create with ``await SftpDestination.connect(...)``."""
+
+    def __init__(self, name: str, settings: DestinationSettings, conn: Any, sftp: Any,
+                 root: str, capabilities: Capabilities) -> None:
+        self.name = name
+        self.settings = settings
+        self.root = root
+        self.capabilities = capabilities
+        self._conn = conn
+        self._sftp = sftp
+
+    @classmethod
+    async def connect(cls, name: str, settings: DestinationSettings,
+                      compression: bool = False) -> SftpDestination:
+        url = settings.parsed
+        known = _known_hosts_entries(settings.known_hosts_path, url.host, url.port)
+        client = _PinningClient(settings.host_key_fingerprint)
+        options: dict[str, Any] = {
+            "username": url.username or getpass.getuser(),
+            "known_hosts": str(settings.known_hosts_path) if known else ([], [], []),
+            "client_factory": lambda: client,
+            "encryption_algs": CIPHERS,
+            "compression_algs": ["zlib@openssh.com", "zlib", "none"] if compression else ["none"],
+            "connect_timeout": settings.connect_timeout,
+            "login_timeout": settings.connect_timeout,
+            "keepalive_interval": 15,
+            "agent_path": None,
+            "client_keys": [str(settings.private_key_file)] if settings.private_key_file else [],
+            "password": settings.password.get_secret_value() if settings.password else None,
+            "preferred_auth": "publickey,password,keyboard-interactive",
+        }
+        try:
+            conn = await asyncssh.connect(url.host, url.port, **options)
+        except asyncssh.HostKeyNotVerifiable as exc:
+            raise _host_key_error(name, settings, client.seen, bool(known)) from exc
+        except Exception as exc:
+            raise map_sftp_error(exc, f"connecting to {name} ({_where(settings)})") from exc
+        try:
+            sftp = await conn.start_sftp_client()
+            home = await sftp.realpath(".")
+            root = _resolve_root(url.path, home)
+            hashes = await _probe_hashes(conn)
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, Exception):
+                raise map_sftp_error(exc, f"starting SFTP on {name}") from exc
+            raise
+        handler = getattr(sftp, "_handler", None)
+        atomic = bool(getattr(handler, "_supports_posix_rename", False)) or sftp.version >= 5
+        caps = Capabilities(hashes=hashes, supports_offset_writes=True,
+                            supports_atomic_rename=atomic, supports_resume=True)
+        return cls(name, settings, conn, sftp, root, caps)
+
+    async def stat(self, path: str) -> ObjectInfo | None:
+        try:
+            attrs = await self._sftp.stat(path)
+        except asyncssh.SFTPNoSuchFile:
+            return None
+        except Exception as exc:
+            raise map_sftp_error(exc, f"stat {path}") from exc
+        return ObjectInfo(path, int(attrs.size or 0))
+
+    async def makedirs(self, path: str) -> None:
+        try:
+            await self._sftp.makedirs(path, exist_ok=True)
+        except Exception as exc:
+            raise map_sftp_error(exc, f"creating directory {path}") from exc
+
+    async def open_write(self, path: str, offset: int = 0) -> _SftpWriter:
+        try:
+            handle = await self._sftp.open(path, "r+b" if offset else "wb")
+        except Exception as exc:
+            raise map_sftp_error(exc, f"opening {path} for writing") from exc
+        return _SftpWriter(handle, path, offset)
+
+    async def rename(self, src: str, dst: str, overwrite: bool) -> None:
+        try:
+            if overwrite and self.capabilities.supports_atomic_rename:
+                await self._sftp.posix_rename(src, dst)
+                return
+            if overwrite:
+                await self.remove(dst)
+            await self._sftp.rename(src, dst)
+        except asyncssh.SFTPError as exc:
+            if not overwrite and await self.stat(dst) is not None:
+                raise TargetExists(f"{dst} already exists on {self.name}") from exc
+            raise map_sftp_error(exc, f"renaming {src} to {dst}") from exc
+        except Exception as exc:
+            raise map_sftp_error(exc, f"renaming {src} to {dst}") from exc
+
+    async def remove(self, path: str) -> None:
+        try:
+            await self._sftp.remove(path)
+        except asyncssh.SFTPNoSuchFile:
+            return
+        except Exception as exc:
+            raise map_sftp_error(exc, f"removing {path}") from exc
+
+    async def digest(self, path: str, algorithm: HashName) -> str:
+        command = f"{algorithm}sum -- {shlex.quote(path)}"
+        try:
+            result = await self._conn.run(command, input="", check=False)
+        except Exception as exc:
+            raise map_sftp_error(exc, f"running {algorithm}sum on {self.name}") from exc
+        out = str(result.stdout or "")
+        if result.exit_status != 0 or not out:
+            raise DestinationError(f"{algorithm}sum of {path} failed on {self.name}: "
+                                   f"{str(result.stderr or '').strip() or 'no output'}")
+        return out.split()[0].lstrip("\\").lower()
+
+    async def open_read(self, path: str) -> AsyncIterator[bytes]:
+        try:
+            async with self._sftp.open(path, "rb") as handle:
+                while chunk := await handle.read(READ_BLOCK * 16):
+                    yield chunk
+        except Exception as exc:
+            raise map_sftp_error(exc, f"reading back {path}") from exc
+
+    async def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._sftp.exit()
+        self._conn.close()
+        with contextlib.suppress(Exception):
+            await self._conn.wait_closed()
+
+
+class _SftpWriter:
+    def __init__(self, handle: Any, path: str, offset: int) -> None:
+        self._handle = handle
+        self._path = path
+        self.offset = offset
+
+    async def write(self, data: bytes) -> None:
+        try:
+            await self._handle.write(data, self.offset)
+        except Exception as exc:
+            raise map_sftp_error(exc, f"writing {self._path}") from exc
+        self.offset += len(data)
+
+    async def commit(self) -> None:
+        try:
+            await self._handle.close()
+        except Exception as exc:
+            raise map_sftp_error(exc, f"closing {self._path}") from exc
+
+    async def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self._handle.close(), 5)
+
+
+def _resolve_root(path: str, home: str) -> str:
+    if path == "~" or path.startswith("~/"):
+        path = home.rstrip("/") + path[1:]
+    return posixpath.normpath(path) if path != "/" else "/"
+
+
+async def _probe_hashes(conn: Any) -> frozenset[HashName]:
+    """Which digest commands the account can run (none on SFTP-only accounts)."""
+    try:
+        result = await conn.run(PROBE, input="", check=False, timeout=10)
+    except Exception:
+        return frozenset()
+    words = set(str(result.stdout or "").split()) if result.exit_status == 0 else set()
+    found: set[HashName] = set()
+    if "md5" in words:
+        found.add("md5")
+    if "sha256" in words:
+        found.add("sha256")
+    return frozenset(found)
+
+
+async def fetch_host_key(settings: DestinationSettings) -> Any:
+    """The host key the server presents (no authentication, nothing trusted)."""
+    url = settings.parsed
+    try:
+        key = await asyncio.wait_for(asyncssh.get_server_host_key(url.host, url.port),
+                                     settings.connect_timeout)
+    except Exception as exc:
+        raise map_sftp_error(exc, f"fetching the host key of {_where(settings)}") from exc
+    if key is None:
+        raise EndpointUnavailable(f"{_where(settings)} presented no host key")
+    return key
+
+
+def pin_host_key(settings: DestinationSettings, key: Any, replace: bool = False) -> Path:
+    """Add ``key`` for the destination's host to its known_hosts file.
+
+    With ``replace``, lines already naming exactly this host are dropped first.
+    """
+    url = settings.parsed
+    host = url.host if url.port == 22 else f"[{url.host}]:{url.port}"
+    path = settings.known_hosts_path
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+    if replace:
+        lines = [ln for ln in lines if host not in ln.split(" ", 1)[0].split(",")]
+    lines.append(f"{host} {key.export_public_key('openssh').decode().strip()}\n")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text("".join(lines), encoding="utf-8")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return path
+
+
+def pinned_keys(settings: DestinationSettings) -> list[Any]:
+    url = settings.parsed
+    return _known_hosts_entries(settings.known_hosts_path, url.host, url.port)
+
+
+def _host_key_error(name: str, settings: DestinationSettings, seen: _Seen,
+                    had_entries: bool) -> FileFerryError:
+    offered = seen.fingerprint or "(none offered)"
+    where = _where(settings)
+    if settings.host_key_fingerprint:
+        return HostKeyMismatch(
+            f"host key for {where} ({offered}) does not match the pinned fingerprint "
+            f"{settings.host_key_fingerprint}; if the partner rotated it, confirm the new "
+            f"fingerprint with them and update destinations.{name}.host_key_fingerprint")
+    if had_entries:
+        return HostKeyMismatch(
+            f"host key for {where} does not match the pinned key in "
+            f"{settings.known_hosts_path} (server offered {offered}); if the partner rotated "
+            f"it, confirm with them, then run `fileferry hostkey {name} --pin --replace`")
+    return HostKeyUnknown(
+        f"no pinned host key for {where} in {settings.known_hosts_path} (server offered "
+        f"{offered}); confirm the fingerprint with the partner, then run "
+        f"`fileferry hostkey {name} --pin` or set destinations.{name}.host_key_fingerprint")
+
+
+def map_sftp_error(exc: BaseException, what: str) -> FileFerryError:
+    """Translate an asyncssh or socket error (the caller raises it ``from exc``)."""
+    if isinstance(exc, FileFerryError):
+        return exc
+    if isinstance(exc, asyncssh.PermissionDenied):
+        return AuthenticationFailed(f"{what}: the server rejected the credentials; check the "
+                                    "username, password or private_key_file")
+    if isinstance(exc, asyncssh.SFTPPermissionDenied):
+        return PermissionDenied(f"{what}: permission denied by the server")
+    if isinstance(exc, asyncssh.SFTPNoSuchFile):
+        return DestinationError(f"{what}: no such file or directory")
+    if isinstance(exc, asyncssh.SFTPConnectionLost | asyncssh.ConnectionLost
+                  | asyncssh.DisconnectError | asyncssh.SFTPNoConnection):
+        return EndpointUnavailable(f"{what}: connection lost ({exc})")
+    if isinstance(exc, asyncssh.SFTPError):
+        return DestinationError(f"{what}: {exc.reason or exc}")
+    if isinstance(exc, TimeoutError):
+        return EndpointUnavailable(f"{what}: timed out")
+    if isinstance(exc, OSError):
+        return EndpointUnavailable(f"{what}: {exc.strerror or exc}; check the host and port, "
+                                   "and that the server is up")
+    return DestinationError(f"{what}: {exc!r}")

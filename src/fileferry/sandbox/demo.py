@@ -1,0 +1,142 @@
+"""``fileferry demo``: a real transfer through stand-ins on 127.0.0.1.
+
+It starts moto's S3 server and an SFTP server with a generated host key,
+seeds a bucket, writes a configuration that pins that key, sends a folder of
+objects, shows where they landed with their checksums, and then shows the
+refusal a second run gets (the files exist and ``on_conflict`` is ``fail``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+import shutil
+from pathlib import Path
+
+import boto3
+
+from fileferry import console
+from fileferry.config import load_settings
+from fileferry.models import TransferResult
+from fileferry.sandbox.s3 import MotoServer
+from fileferry.sandbox.sftp import SandboxSftpServer
+from fileferry.transfer.engine import TransferRequest, run_transfer
+
+__all__ = ["run_demo", "seed_objects"]
+
+BUCKET = "fileferry-demo"
+PREFIX = "reports/2026-11/"
+CONFIG = """\
+# Written by `fileferry demo`: the stand-in servers it points at are gone
+# when the demo ends (run `fileferry demo --keep-running` to try commands).
+s3:
+  endpoint_url: {endpoint}
+  region: us-east-1
+transfer:
+  max_parallel_threads: 5
+destinations:
+  partner:
+    url: sftp://partner@127.0.0.1:{port}/inbound/
+    password: ${{FILEFERRY_DEMO_PASSWORD}}
+    known_hosts: {known_hosts}
+    verify: auto
+    on_conflict: fail
+store:
+  url: sqlite:///{workdir}/fileferry.db
+"""
+
+
+def seed_objects() -> dict[str, bytes]:
+    """A small, varied folder: CSV, a binary, a zero-byte file, spaces and non-ASCII."""
+    rows = "".join(f"2026-11-{d:02d},store-{s:03d},{(d * 7919 + s * 104729) % 100000 / 100:.2f}\n"
+                   for d in range(1, 29) for s in range(1, 400))
+    return {
+        f"{PREFIX}daily-sales.csv": ("date,store,amount\n" + rows).encode(),
+        f"{PREFIX}images/catalogue.bin": secrets.token_bytes(12 * 1024 * 1024),
+        f"{PREFIX}Übersicht März.txt": "Umsatz im März: gut.\n".encode(),
+        f"{PREFIX}_SUCCESS": b"",
+    }
+
+
+async def run_demo(workdir: Path, keep_running: bool = False) -> int:
+    workdir = workdir.resolve()
+    marker = workdir / ".fileferry-demo"
+    if workdir.exists() and any(workdir.iterdir()):
+        if not marker.exists():
+            console.stderr.print(f"[red]error[/red]: {workdir} exists and was not made by the "
+                                 "demo; pass --dir with a new or empty directory")
+            return 2
+        shutil.rmtree(workdir)
+    (workdir / "sftp").mkdir(parents=True)
+    marker.touch()
+    password = secrets.token_urlsafe(16)
+    os.environ["FILEFERRY_DEMO_PASSWORD"] = password
+    # The stand-in S3 takes any credentials; never send real ones to it.
+    os.environ.update(AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo",
+                      AWS_DEFAULT_REGION="us-east-1")
+    os.environ.pop("AWS_PROFILE", None)
+    os.environ.pop("AWS_SESSION_TOKEN", None)
+    out = console.stdout
+    with MotoServer(workdir) as s3:
+        sftp = await SandboxSftpServer(workdir / "sftp", "partner", password).start()
+        try:
+            out.rule("FileFerry demo")
+            out.print(f"S3 stand-in (moto)  {s3.endpoint_url}")
+            out.print(f"SFTP stand-in       127.0.0.1:{sftp.port}  host key {sftp.fingerprint}")
+            objects = seed_objects()
+            client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
+            client.create_bucket(Bucket=BUCKET)
+            for key, body in objects.items():
+                client.put_object(Bucket=BUCKET, Key=key, Body=body)
+            out.print(f"seeded s3://{BUCKET}/{PREFIX} with {len(objects)} objects")
+            known_hosts = workdir / "known_hosts"
+            known_hosts.write_text(sftp.known_hosts_line(), encoding="utf-8")
+            config = workdir / "fileferry.yaml"
+            config.write_text(CONFIG.format(endpoint=s3.endpoint_url, port=sftp.port,
+                                            known_hosts=known_hosts, workdir=workdir),
+                              encoding="utf-8")
+            out.print(f"configuration       {config} (host key pinned in {known_hosts})")
+            out.print(f"\n$ fileferry --config {config} transfer s3://{BUCKET}/{PREFIX} "
+                      "partner:daily/", highlight=False)
+            result = await _transfer(config, [f"s3://{BUCKET}/{PREFIX}"], "partner:daily/")
+            console.print_result(result)
+            if result.status != "SUCCEEDED":
+                return 1
+            _show_landed(workdir / "sftp", objects)
+            out.print("\nThe same transfer again is refused before any byte moves:")
+            again = await _transfer(config, [f"s3://{BUCKET}/{PREFIX}"], "partner:daily/")
+            console.print_result(again, errors=out)
+            if keep_running:
+                out.print("\nServers stay up; try: FILEFERRY_DEMO_PASSWORD="
+                          f"{password} fileferry --config {config} check partner\n"
+                          "Ctrl-C to stop.", highlight=False)
+                await asyncio.Event().wait()
+            return 0 if again.status == "REFUSED" else 1
+        finally:
+            await sftp.close()
+
+
+async def _transfer(config: Path, sources: list[str], destination: str) -> TransferResult:
+    settings = load_settings(config)
+    request = TransferRequest(sources=sources, destination=destination, requester="demo")
+    if console.isatty():
+        with console.ProgressBars() as bars:
+            return await run_transfer(settings, request, [bars])
+    return await run_transfer(settings, request)
+
+
+def _show_landed(root: Path, objects: dict[str, bytes]) -> None:
+    """Prove it from the server's side: hash what is on the SFTP server's disk."""
+    out = console.stdout
+    out.print("\nOn the SFTP server's disk:")
+    landed = sorted(p for p in root.rglob("*") if p.is_file())
+    expected = {hashlib.sha256(b).hexdigest() for b in objects.values()}
+    for path in landed:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        mark = "[green]ok[/green]" if digest in expected else "[red]unexpected[/red]"
+        out.print(f"  {mark} /{path.relative_to(root)}  {path.stat().st_size} bytes  "
+                  f"sha256 {digest[:16]}…", highlight=False)
+    leftovers = [p for p in landed if p.name.endswith(".fftmp")]
+    out.print(f"temporary files left behind: {len(leftovers)}")

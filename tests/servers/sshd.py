@@ -1,0 +1,235 @@
+"""Test helper: run a real OpenSSH ``sshd`` on 127.0.0.1 for the fileferry test suite.
+
+``start_sshd(workdir)`` generates host/client keys and an ``sshd_config`` inside
+``workdir``, starts ``/usr/sbin/sshd -D -e`` listening on two free loopback ports
+and waits until both answer with an SSH banner:
+
+* ``shell_port``: normal account (shell, exec, ``sftp`` subsystem);
+* ``sftp_only_port``: same account, but ``ForceCommand internal-sftp`` (no shell).
+
+As root, a dedicated local user ``fileferry-test`` is created/reused, gets a fresh
+random password and ``workdir/home`` as login directory.  Otherwise the current
+user logs in with the generated key only (``password`` is ``None``).
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import secrets
+import socket
+import stat
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+SSHD = "/usr/sbin/sshd"  # sshd re-exec requires an absolute path
+TEST_USER = "fileferry-test"
+START_TIMEOUT = 10.0
+MAX_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class SshdServer:
+    """Connection details of a running test sshd."""
+
+    host: str
+    shell_port: int
+    sftp_only_port: int
+    username: str
+    password: str | None
+    client_key_file: Path
+    known_hosts_file: Path
+    host_key_fingerprint: str
+    root: Path
+    home: Path
+
+
+def _run(*args: str, input: str | None = None, ok: tuple[int, ...] = (0,)) -> int:
+    """Run a command; raise RuntimeError unless its exit code is in ``ok``; return the code."""
+    res = subprocess.run(args, input=input, capture_output=True, text=True, check=False)
+    if res.returncode not in ok:
+        raise RuntimeError(f"{' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")
+    return res.returncode
+
+
+def _keygen(path: Path, comment: str) -> None:
+    if not path.exists():
+        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path))
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _has_banner(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1.0) as sock:
+            return sock.recv(256).startswith(b"SSH-")
+    except OSError:
+        return False
+
+
+def _make_traversable(path: Path) -> None:
+    for p in (path, *path.parents):
+        mode = p.stat().st_mode
+        if not mode & stat.S_IXOTH:
+            p.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
+
+
+def _rewrite_passwd_entry(home: Path) -> None:
+    """Set home and shell of TEST_USER directly in /etc/passwd (atomic replace)."""
+    passwd = Path("/etc/passwd")
+    lines = passwd.read_text().splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        fields = line.rstrip("\n").split(":")
+        if fields[0] == TEST_USER and len(fields) == 7:
+            lines[i] = ":".join([*fields[:5], str(home), "/bin/bash"]) + "\n"
+    tmp = passwd.with_name("passwd.fileferry-tmp")
+    tmp.write_text("".join(lines))
+    tmp.chmod(0o644)
+    os.replace(tmp, passwd)
+
+
+def _setup_root_user(workdir: Path, home: Path, root: Path) -> str:
+    """Create/refresh the dedicated test user; return its new random password."""
+    try:
+        pwd.getpwnam(TEST_USER)
+    except KeyError:  # exit code 9: created concurrently by another test process
+        _run("useradd", "-M", "-s", "/bin/bash", "-d", str(home), TEST_USER, ok=(0, 9))
+    pw = pwd.getpwnam(TEST_USER)
+    if (pw.pw_dir, pw.pw_shell) != (str(home), "/bin/bash"):
+        # exit code 8: user busy (sessions of an earlier server linger) -> edit /etc/passwd
+        if _run("usermod", "-d", str(home), "-s", "/bin/bash", TEST_USER, ok=(0, 8)):
+            _rewrite_passwd_entry(home)
+        pw = pwd.getpwnam(TEST_USER)
+    password = secrets.token_urlsafe(18)
+    _run("chpasswd", input=f"{TEST_USER}:{password}\n")
+    _make_traversable(workdir)
+    for d in (home, root):
+        os.chown(d, pw.pw_uid, pw.pw_gid)
+        d.chmod(0o755)
+    Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
+    return password
+
+
+def _config(workdir: Path, ports: tuple[int, int], username: str, password_auth: bool) -> str:
+    shell_port, sftp_port = ports
+    return f"""\
+Port {shell_port}
+Port {sftp_port}
+AddressFamily inet
+ListenAddress 127.0.0.1
+HostKey {workdir / "ssh_host_ed25519_key"}
+PidFile {workdir / "sshd.pid"}
+AuthorizedKeysFile {workdir / "authorized_keys"}
+AllowUsers {username}
+StrictModes no
+UsePAM no
+PubkeyAuthentication yes
+PasswordAuthentication {"yes" if password_auth else "no"}
+KbdInteractiveAuthentication no
+PermitEmptyPasswords no
+PermitRootLogin no
+X11Forwarding no
+PrintMotd no
+PrintLastLog no
+UseDNS no
+LogLevel VERBOSE
+MaxStartups 100:30:200
+MaxSessions 50
+MaxAuthTries 10
+Subsystem sftp internal-sftp
+Match LocalPort {sftp_port}
+    ForceCommand internal-sftp
+    AllowTcpForwarding no
+"""
+
+
+def start_sshd(workdir: Path) -> tuple[SshdServer, Callable[[], None]]:
+    """Start sshd in the background; return the server description and a stop() function."""
+    workdir = Path(workdir).resolve()
+    workdir.mkdir(parents=True, exist_ok=True)
+    host_key, client_key = workdir / "ssh_host_ed25519_key", workdir / "client_ed25519_key"
+    _keygen(host_key, "fileferry-test-host")
+    _keygen(client_key, "fileferry-test-client")
+    authorized_keys = workdir / "authorized_keys"
+    authorized_keys.write_text(client_key.with_suffix(".pub").read_text())
+    authorized_keys.chmod(0o644)
+    fingerprint = subprocess.check_output(
+        ["ssh-keygen", "-lf", str(host_key.with_suffix(".pub"))], text=True
+    ).split()[1]
+    root = workdir / "sftp-root"
+    root.mkdir(exist_ok=True)
+
+    password: str | None = None
+    if os.geteuid() == 0:
+        username, home = TEST_USER, workdir / "home"
+        home.mkdir(exist_ok=True)
+        password = _setup_root_user(workdir, home, root)
+    else:
+        pw = pwd.getpwuid(os.geteuid())
+        username, home = pw.pw_name, Path(pw.pw_dir)
+
+    config, log_path = workdir / "sshd_config", workdir / "sshd.log"
+    errors = ""
+    for _ in range(MAX_ATTEMPTS):
+        ports = (_free_port(), _free_port())
+        if ports[0] == ports[1]:
+            continue
+        config.write_text(_config(workdir, ports, username, password is not None))
+        _run(SSHD, "-t", "-f", str(config))
+        with log_path.open("wb") as log:
+            cmd = [SSHD, "-D", "-e", "-f", str(config)]
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+
+        def stop(proc: subprocess.Popen[bytes] = proc) -> None:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+
+        deadline = time.monotonic() + START_TIMEOUT
+        bind_failed = up = False
+        while time.monotonic() < deadline:
+            errors = log_path.read_text(errors="replace")
+            bind_failed = "Address already in use" in errors or "Cannot bind any address" in errors
+            if bind_failed or proc.poll() is not None:
+                break
+            if all(_has_banner(port) for port in ports):
+                up = True
+                break
+            time.sleep(0.05)
+        if up:
+            break
+        code = proc.poll()
+        stop()
+        if not bind_failed:
+            state = "still not answering" if code is None else f"exited with {code}"
+            raise RuntimeError(f"sshd failed to start in {START_TIMEOUT:.0f}s ({state}):\n{errors}")
+    else:
+        raise RuntimeError(f"sshd: no free port pair after {MAX_ATTEMPTS} attempts:\n{errors}")
+
+    known_hosts = workdir / "known_hosts"
+    keytype, key_b64 = host_key.with_suffix(".pub").read_text().split()[:2]
+    known_hosts.write_text("".join(f"[127.0.0.1]:{port} {keytype} {key_b64}\n" for port in ports))
+    server = SshdServer(
+        host="127.0.0.1",
+        shell_port=ports[0],
+        sftp_only_port=ports[1],
+        username=username,
+        password=password,
+        client_key_file=client_key,
+        known_hosts_file=known_hosts,
+        host_key_fingerprint=fingerprint,
+        root=root,
+        home=home,
+    )
+    return server, stop
