@@ -13,8 +13,10 @@ import getpass
 import json
 import logging
 import sys
+from collections.abc import Coroutine
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import click
 import typer
@@ -35,6 +37,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", metavar="FILE"
                                                 "$FILEFERRY_CONFIG, else ./fileferry.yaml)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON line on stdout")]
 EXIT = {"SUCCEEDED": 0, "FAILED": 1, "REFUSED": 2}
+T = TypeVar("T")
 
 
 @app.callback()
@@ -45,6 +48,16 @@ def _root(verbose: Annotated[int, typer.Option("--verbose", "-v", count=True,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if verbose < 2:
         logging.getLogger("asyncssh").setLevel(logging.WARNING)
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` with enough worker threads for S3 reads and hashing."""
+
+    async def with_executor() -> T:
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=48))
+        return await coro
+
+    return asyncio.run(with_executor())
 
 
 def _emit(result: TransferResult, as_json: bool, plan_only: bool = False) -> None:
@@ -83,9 +96,9 @@ def transfer(
     try:
         if console.isatty() and not dry_run:
             with console.ProgressBars() as bars:
-                result = asyncio.run(run_transfer(settings, request, [bars]))
+                result = _run(run_transfer(settings, request, [bars]))
         else:
-            result = asyncio.run(run_transfer(settings, request))
+            result = _run(run_transfer(settings, request))
     except Exception as exc:  # a bug: still one JSON line and exit 1
         logging.getLogger(__name__).exception("unexpected error")
         err = TransferFailed(f"internal error: {exc!r}")
@@ -126,7 +139,7 @@ def hostkey(
 
     try:
         dest = destination_settings(load_settings(config), name)
-        key = asyncio.run(sftp.fetch_host_key(dest))
+        key = _run(sftp.fetch_host_key(dest))
         fingerprint = key.get_fingerprint("sha256")
         pinned = sftp.pinned_keys(dest)
         state = ("pinned" if key in pinned or dest.host_key_fingerprint == fingerprint
@@ -158,7 +171,7 @@ def check(name: Annotated[str, typer.Argument(help="destination name")],
     try:
         settings = load_settings(config)
         dest = destination_settings(settings, name)
-        data = asyncio.run(probe_destination(name, dest, settings.transfer))
+        data = _run(probe_destination(name, dest, settings.transfer))
     except FileFerryError as exc:
         _fail(exc, as_json)
     _report(data, as_json)
@@ -174,7 +187,7 @@ def demo(
     """Run a real transfer through local stand-in servers (S3 and SFTP on 127.0.0.1)."""
     from fileferry.sandbox.demo import run_demo
 
-    raise typer.Exit(asyncio.run(run_demo(workdir, keep_running)))
+    raise typer.Exit(_run(run_demo(workdir, keep_running)))
 
 
 def main() -> None:

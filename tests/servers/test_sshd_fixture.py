@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import asyncssh
 import pytest
 
-from .sshd import SshdServer, start_sshd
+from tests.servers.sshd import SshdServer
 
-
-@pytest.fixture
-def sshd(tmp_path: Path) -> Iterator[SshdServer]:
-    server, stop = start_sshd(tmp_path / "sshd")
-    try:
-        yield server
-    finally:
-        stop()
-        stop()  # idempotent
+# Uses the session's server (tests/conftest.py): a second start would give the
+# shared test user a new password under the session's feet.
 
 
 def _opts(server: SshdServer, **overrides: Any) -> dict[str, Any]:

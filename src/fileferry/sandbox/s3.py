@@ -28,12 +28,16 @@ class MotoServer:
     def start(self, attempts: int = 3) -> MotoServer:
         for _ in range(attempts):
             self.port = free_port()
-            log = (open(self._log_dir / "moto.log", "ab")  # noqa: SIM115 - lives with the child
-                   if self._log_dir else subprocess.DEVNULL)
             env = {**os.environ, "MOTO_PORT": str(self.port)}
-            self._proc = subprocess.Popen(
-                [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT, env=env)
+            command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
+                       str(self.port)]
+            if self._log_dir is None:
+                self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.STDOUT, env=env)
+            else:
+                with open(self._log_dir / "moto.log", "ab") as log:
+                    self._proc = subprocess.Popen(command, stdout=log,
+                                                  stderr=subprocess.STDOUT, env=env)
             if wait_for_port(self.port, 20) and self._proc.poll() is None:
                 return self
             self.stop()

@@ -12,7 +12,6 @@ import getpass
 import logging
 import posixpath
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from fileferry.config import DestinationSettings, Settings
@@ -162,9 +161,6 @@ async def run_transfer(settings: Settings, request: TransferRequest,
     """Carry out (or, with ``dry_run``, plan) one transfer; never raises ``FileFerryError``."""
     tid = request.transfer_id
     progress = Broadcast(subscribers)
-    loop = asyncio.get_running_loop()
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=8 + 4 *
-                                                 settings.transfer.max_parallel_threads))
     dest: Destination | None = None
     try:
         if not request.sources:

@@ -1,0 +1,3 @@
+from fileferry.cli import main
+
+main()

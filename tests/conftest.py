@@ -1,0 +1,104 @@
+"""Session-wide real servers on 127.0.0.1: moto's S3 server and OpenSSH's sshd.
+
+Each test gets a fresh bucket and a fresh directory under the SFTP root, and
+``make_config`` writes a configuration file pointing at both.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+
+from fileferry.config import Settings, load_settings
+from fileferry.sandbox.s3 import MotoServer
+from tests.servers.sshd import SshdServer, start_sshd
+
+os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
+                  AWS_DEFAULT_REGION="us-east-1")
+for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "FILEFERRY_CONFIG"):
+    os.environ.pop(_var, None)
+
+
+@pytest.fixture(scope="session")
+def moto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    with MotoServer(tmp_path_factory.mktemp("moto")) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def s3(moto: MotoServer) -> Any:
+    return boto3.client("s3", endpoint_url=moto.endpoint_url, region_name="us-east-1")
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
+    if not shutil.which("sshd") and not Path("/usr/sbin/sshd").exists():
+        pytest.skip("OpenSSH's sshd is not installed (apt-get install openssh-server)")
+    server, stop = start_sshd(tmp_path_factory.mktemp("sshd"))
+    yield server
+    stop()
+
+
+@pytest.fixture
+def bucket(s3: Any) -> str:
+    name = "b-" + secrets.token_hex(6)
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+@pytest.fixture
+def remote_dir(sshd: SshdServer) -> Path:
+    """A fresh, empty directory inside the SFTP root (local path of the server's disk)."""
+    path = sshd.root / secrets.token_hex(6)
+    path.mkdir()
+    shutil.chown(path, sshd.username)
+    return path
+
+
+def sftp_destination(sshd: SshdServer, root: Path, *, sftp_only: bool = False,
+                     **extra: Any) -> dict[str, Any]:
+    port = sshd.sftp_only_port if sftp_only else sshd.shell_port
+    dest: dict[str, Any] = {
+        "url": f"sftp://{sshd.username}@127.0.0.1:{port}{root}/",
+        "private_key_file": str(sshd.client_key_file),
+        "known_hosts": str(sshd.known_hosts_file),
+    }
+    dest.update(extra)
+    return dest
+
+
+MakeConfig = Callable[..., Path]
+
+
+@pytest.fixture
+def make_config(tmp_path: Path, moto: MotoServer) -> MakeConfig:
+    """``make_config(destinations={...}, transfer={...})`` -> path of a YAML file."""
+
+    def make(destinations: dict[str, Any], **sections: Any) -> Path:
+        data: dict[str, Any] = {
+            "s3": {"endpoint_url": moto.endpoint_url, "region": "us-east-1"},
+            "destinations": destinations,
+            "store": {"url": f"sqlite:///{tmp_path}/fileferry.db"},
+        }
+        data.update(sections)
+        path = tmp_path / f"fileferry-{secrets.token_hex(3)}.yaml"
+        path.write_text(yaml.safe_dump(data), encoding="utf-8")
+        return path
+
+    return make
+
+
+@pytest.fixture
+def settings_for(make_config: MakeConfig) -> Callable[..., Settings]:
+    def make(destinations: dict[str, Any], **sections: Any) -> Settings:
+        return load_settings(make_config(destinations, **sections))
+
+    return make
