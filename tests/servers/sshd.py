@@ -7,9 +7,9 @@ and waits until both answer with an SSH banner:
 * ``shell_port``: normal account (shell, exec, ``sftp`` subsystem);
 * ``sftp_only_port``: same account, but ``ForceCommand internal-sftp`` (no shell).
 
-As root, a dedicated local user ``fileferry-test`` is created/reused, gets a fresh
-random password and ``workdir/home`` as login directory.  Otherwise the current
-user logs in with the generated key only (``password`` is ``None``).
+As root, a fresh local user ``fft-<random>`` is created for the server, with a
+random password and ``workdir/home`` as login directory; ``stop()`` deletes it.
+Otherwise the current user logs in with the generated key only (``password`` is ``None``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 SSHD = "/usr/sbin/sshd"  # sshd re-exec requires an absolute path
-TEST_USER = "fileferry-test"
+TEST_USER_PREFIX = "fft-"
 START_TIMEOUT = 10.0
 MAX_ATTEMPTS = 5
 
@@ -81,40 +81,23 @@ def _make_traversable(path: Path) -> None:
             p.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
-def _rewrite_passwd_entry(home: Path) -> None:
-    """Set home and shell of TEST_USER directly in /etc/passwd (atomic replace)."""
-    passwd = Path("/etc/passwd")
-    lines = passwd.read_text().splitlines(keepends=True)
-    for i, line in enumerate(lines):
-        fields = line.rstrip("\n").split(":")
-        if fields[0] == TEST_USER and len(fields) == 7:
-            lines[i] = ":".join([*fields[:5], str(home), "/bin/bash"]) + "\n"
-    tmp = passwd.with_name("passwd.fileferry-tmp")
-    tmp.write_text("".join(lines))
-    tmp.chmod(0o644)
-    os.replace(tmp, passwd)
+def _setup_root_user(workdir: Path, home: Path, root: Path) -> tuple[str, str]:
+    """Create a fresh local user for this server alone; return (name, random password).
 
-
-def _setup_root_user(workdir: Path, home: Path, root: Path) -> str:
-    """Create/refresh the dedicated test user; return its new random password."""
-    try:
-        pwd.getpwnam(TEST_USER)
-    except KeyError:  # exit code 9: created concurrently by another test process
-        _run("useradd", "-M", "-s", "/bin/bash", "-d", str(home), TEST_USER, ok=(0, 9))
-    pw = pwd.getpwnam(TEST_USER)
-    if (pw.pw_dir, pw.pw_shell) != (str(home), "/bin/bash"):
-        # exit code 8: user busy (sessions of an earlier server linger) -> edit /etc/passwd
-        if _run("usermod", "-d", str(home), "-s", "/bin/bash", TEST_USER, ok=(0, 8)):
-            _rewrite_passwd_entry(home)
-        pw = pwd.getpwnam(TEST_USER)
+    One user per server keeps concurrent test runs (and their password and
+    home) out of each other's way; ``stop()`` deletes it again.
+    """
+    username = f"{TEST_USER_PREFIX}{secrets.token_hex(4)}"
+    _run("useradd", "-M", "-s", "/bin/bash", "-d", str(home), username)
+    pw = pwd.getpwnam(username)
     password = secrets.token_urlsafe(18)
-    _run("chpasswd", input=f"{TEST_USER}:{password}\n")
+    _run("chpasswd", input=f"{username}:{password}\n")
     _make_traversable(workdir)
     for d in (home, root):
         os.chown(d, pw.pw_uid, pw.pw_gid)
         d.chmod(0o755)
     Path("/run/sshd").mkdir(mode=0o755, parents=True, exist_ok=True)
-    return password
+    return username, password
 
 
 def _config(workdir: Path, ports: tuple[int, int], username: str, password_auth: bool) -> str:
@@ -168,9 +151,9 @@ def start_sshd(workdir: Path) -> tuple[SshdServer, Callable[[], None]]:
 
     password: str | None = None
     if os.geteuid() == 0:
-        username, home = TEST_USER, workdir / "home"
+        home = workdir / "home"
         home.mkdir(exist_ok=True)
-        password = _setup_root_user(workdir, home, root)
+        username, password = _setup_root_user(workdir, home, root)
     else:
         pw = pwd.getpwuid(os.geteuid())
         username, home = pw.pw_name, Path(pw.pw_dir)
@@ -195,6 +178,8 @@ def start_sshd(workdir: Path) -> tuple[SshdServer, Callable[[], None]]:
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+            if password is not None:
+                subprocess.run(["userdel", "-f", username], capture_output=True, check=False)
 
         deadline = time.monotonic() + START_TIMEOUT
         bind_failed = up = False
