@@ -32,7 +32,7 @@ __all__ = [
 
 DEFAULT_STORE_URL = "sqlite:///~/.local/share/fileferry/fileferry.db"
 DEFAULT_KNOWN_HOSTS = "~/.fileferry/known_hosts"
-SUPPORTED_SCHEMES = ("sftp",)
+SUPPORTED_SCHEMES = ("sftp", "ftps", "ftp")
 DEFAULT_PORTS = {"sftp": 22, "ftp": 21, "ftps": 21}
 
 _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -106,6 +106,11 @@ class DestinationSettings(_Model):
     verify: Literal["auto", "readback", "size", "none"] = "auto"
     on_conflict: Literal["fail", "overwrite", "rename"] = "fail"
     connect_timeout: float = Field(default=15.0, gt=0)
+    # FTP and FTPS only
+    implicit: bool = False
+    ca_file: Path | None = None
+    allow_insecure: bool = False
+    passive: bool = True
 
     @field_validator("url")
     @classmethod
@@ -121,7 +126,24 @@ class DestinationSettings(_Model):
                              "`fileferry hostkey NAME` prints it)")
         return value
 
-    @field_validator("private_key_file", "known_hosts")
+    @model_validator(mode="after")
+    def _options_fit_the_scheme(self) -> DestinationSettings:
+        scheme = self.parsed.scheme
+        misplaced = [key for key, wrong in (
+            ("implicit", self.implicit and scheme != "ftps"),
+            ("ca_file", self.ca_file is not None and scheme != "ftps"),
+            ("allow_insecure", self.allow_insecure and scheme != "ftp"),
+            ("passive", not self.passive and scheme == "sftp"),
+            ("private_key_file", self.private_key_file is not None and scheme != "sftp"),
+            ("host_key_fingerprint", self.host_key_fingerprint is not None
+             and scheme != "sftp"),
+        ) if wrong]
+        if misplaced:
+            raise ValueError(f"{', '.join(misplaced)} do(es) not apply to {scheme}:// "
+                             "destinations")
+        return self
+
+    @field_validator("private_key_file", "known_hosts", "ca_file")
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None

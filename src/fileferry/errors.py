@@ -20,6 +20,8 @@ again can help (a dropped connection) or not (a wrong password)::
     │   ├── HostKeyError
     │   │   ├── HostKeyUnknown                   no pinned key for the host
     │   │   └── HostKeyMismatch                  the server's key is not the pinned one
+    │   ├── CertificateError                     TLS certificate untrusted or for another name
+    │   ├── InsecureTransport                    plain FTP without allow_insecure
     │   ├── AuthenticationFailed                 wrong password or key
     │   └── PermissionDenied                     the account may not read/write there
     └── TransferFailed                  exit 1   something went wrong while moving
@@ -36,6 +38,7 @@ from typing import ClassVar
 
 __all__ = [
     "AuthenticationFailed",
+    "CertificateError",
     "ChecksumMismatch",
     "ConfigError",
     "DestinationError",
@@ -44,6 +47,7 @@ __all__ = [
     "HostKeyError",
     "HostKeyMismatch",
     "HostKeyUnknown",
+    "InsecureTransport",
     "PathOutsideRoot",
     "PermissionDenied",
     "RefusedError",
@@ -118,6 +122,14 @@ class HostKeyUnknown(HostKeyError):
 
 class HostKeyMismatch(HostKeyError):
     """The server presented a key other than the pinned one."""
+
+
+class CertificateError(RefusedError):
+    """The server's TLS certificate is not trusted or names another host."""
+
+
+class InsecureTransport(RefusedError):
+    """A plain-text protocol where the destination does not allow it."""
 
 
 class AuthenticationFailed(RefusedError):

@@ -7,7 +7,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from fileferry.endpoints.registry import connect_destination
-from fileferry.errors import DestinationError, FileFerryError, PermissionDenied
+from fileferry.errors import FileFerryError, PermissionDenied
 
 if TYPE_CHECKING:
     from fileferry.config import DestinationSettings, TransferSettings
@@ -21,17 +21,14 @@ async def probe_destination(name: str, settings: DestinationSettings,
     started = time.monotonic()
     dest = await connect_destination(name, settings, transfer)
     try:
-        root = await dest.stat(dest.root)
-        if root is None:
-            raise DestinationError(f"the root {dest.root} does not exist on {name}; create it "
-                                   "or fix the path in the destination URL")
         probe = f"{dest.root.rstrip('/')}/.fileferry-check-{secrets.token_hex(4)}"
         try:
             writer = await dest.open_write(probe)
             await writer.write(b"fileferry check\n")
             await writer.commit()
         except FileFerryError as exc:
-            raise PermissionDenied(f"cannot write in {dest.root} on {name}: {exc}") from exc
+            raise PermissionDenied(f"cannot write in {dest.root} on {name} (does it exist, and "
+                                   f"may this account write there?): {exc}") from exc
         finally:
             await dest.remove(probe)
         methods = [f"server-{h}" for h in ("md5", "sha256") if h in dest.capabilities.hashes]

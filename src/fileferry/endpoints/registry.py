@@ -23,7 +23,16 @@ async def _sftp(name: str, settings: DestinationSettings,
     return await SftpDestination.connect(name, settings, compression=transfer.enable_compression)
 
 
-_REGISTRY: dict[str, Connector] = {"sftp": _sftp}
+async def _ftp(name: str, settings: DestinationSettings,
+               transfer: TransferSettings) -> Destination:
+    from fileferry.endpoints.ftp import FtpDestination
+
+    return await FtpDestination.connect(name, settings,
+                                        sessions=transfer.max_parallel_threads + 1,
+                                        compression=transfer.enable_compression)
+
+
+_REGISTRY: dict[str, Connector] = {"sftp": _sftp, "ftps": _ftp, "ftp": _ftp}
 
 
 async def connect_destination(name: str, settings: DestinationSettings,
