@@ -18,8 +18,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-import click
 import typer
+from typer.exceptions import Abort, TyperException
 
 from fileferry import console
 from fileferry.config import load_settings
@@ -191,16 +191,19 @@ def demo(
 
 
 def main() -> None:
-    """Console entry point: click's usage errors also honour ``--json`` and exit 2."""
+    """Console entry point: usage errors also honour ``--json`` and exit 2."""
     try:
         code = app(standalone_mode=False)
-    except click.exceptions.Abort:
+    except Abort:
         sys.exit(130)
-    except click.ClickException as exc:
+    except TyperException as exc:  # typer's usage errors (it no longer uses click)
         if "--json" in sys.argv[1:]:
-            err = UsageError(exc.format_message())
-            print(TransferResult.refused(new_transfer_id(), err).to_json())
+            formatter = getattr(exc, "format_message", None)
+            message = formatter() if callable(formatter) else str(exc)
+            print(TransferResult.refused(new_transfer_id(), UsageError(message)).to_json())
+        elif callable(show := getattr(exc, "show", None)):
+            show()
         else:
-            exc.show()
+            print(exc, file=sys.stderr)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -25,11 +26,11 @@ def _opts(server: SshdServer, **overrides: Any) -> dict[str, Any]:
 
 
 @pytest.mark.asyncio
-async def test_sshd_helper(sshd: SshdServer) -> None:
+async def test_sshd_helper(sshd: SshdServer, remote_dir: Path) -> None:
     assert sshd.host == "127.0.0.1"
     assert sshd.shell_port != sshd.sftp_only_port
     assert sshd.host_key_fingerprint.startswith("SHA256:")
-    assert list(sshd.root.iterdir()) == []
+    assert list(remote_dir.iterdir()) == []
     data = b"hello fileferry\n" * 1000
     digest = hashlib.md5(data).hexdigest()
     host = sshd.host
@@ -40,21 +41,21 @@ async def test_sshd_helper(sshd: SshdServer) -> None:
             asyncssh.connect(host, port=port, **_opts(sshd)) as conn,
             conn.start_sftp_client() as sftp,
         ):
-            async with sftp.open(str(sshd.root / name), "wb") as f:
+            async with sftp.open(str(remote_dir / name), "wb") as f:
                 await f.write(data)
             assert await sftp.realpath(".") == str(sshd.home)
-        assert (sshd.root / name).read_bytes() == data
+        assert (remote_dir / name).read_bytes() == data
 
     # exec on the shell port runs real commands.
     async with asyncssh.connect(host, port=sshd.shell_port, **_opts(sshd)) as conn:
-        result = await conn.run(f"md5sum {sshd.root / 'shell.bin'}", check=True, timeout=10)
+        result = await conn.run(f"md5sum {remote_dir / 'shell.bin'}", check=True, timeout=10)
         assert str(result.stdout).split()[0] == digest
-        result = await conn.run(f"sha256sum {sshd.root / 'shell.bin'}", check=True, timeout=10)
+        result = await conn.run(f"sha256sum {remote_dir / 'shell.bin'}", check=True, timeout=10)
         assert str(result.stdout).split()[0] == hashlib.sha256(data).hexdigest()
 
     # exec on the SFTP-only port is forced into internal-sftp: no command output, no hang.
     async with asyncssh.connect(host, port=sshd.sftp_only_port, **_opts(sshd)) as conn:
-        result = await conn.run(f"md5sum {sshd.root / 'sftp-only.bin'}", input="", timeout=10)
+        result = await conn.run(f"md5sum {remote_dir / 'sftp-only.bin'}", input="", timeout=10)
         assert digest not in str(result.stdout)
 
     if sshd.password is not None:

@@ -276,13 +276,24 @@ def pin_host_key(settings: DestinationSettings, key: Any, replace: bool = False)
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
     if replace:
-        lines = [ln for ln in lines if host not in ln.split(" ", 1)[0].split(",")]
+        lines = [ln for ln in lines if not _names_host(ln, url.host, url.port)]
     lines.append(f"{host} {key.export_public_key('openssh').decode().strip()}\n")
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text("".join(lines), encoding="utf-8")
     tmp.chmod(0o600)
     tmp.replace(path)
     return path
+
+
+def _names_host(line: str, host: str, port: int) -> bool:
+    """Whether one known_hosts line applies to host:port (hashed names included)."""
+    if not line.strip() or line.lstrip().startswith("#"):
+        return False
+    try:
+        keys, cas, *_ = asyncssh.match_known_hosts(line.encode(), host, "", port)
+    except (ValueError, asyncssh.KeyImportError):
+        return False
+    return bool(keys or cas)
 
 
 def pinned_keys(settings: DestinationSettings) -> list[Any]:
