@@ -2,8 +2,13 @@
 # Lint, type-check and run the whole test suite against real local servers
 # (moto's S3 server, OpenSSH's sshd). Extra arguments go to pytest.
 source "$(dirname "$0")/bootstrap.sh"
-if [ ! -x /usr/sbin/sshd ]; then
-  apt_install openssh-server
+# Real servers for the tests: OpenSSH's sshd and ProFTPD with TLS and mod_digest.
+need=()
+[ -x /usr/sbin/sshd ] || need+=(openssh-server)
+[ -x /usr/sbin/proftpd ] || need+=(proftpd-core)
+[ -e /usr/lib/proftpd/mod_tls.so ] || need+=(proftpd-mod-crypto)
+if [ ${#need[@]} -gt 0 ]; then
+  apt_install "${need[@]}"
 fi
 .venv/bin/ruff check src tests
 .venv/bin/mypy

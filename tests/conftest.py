@@ -18,7 +18,10 @@ import pytest
 import yaml
 
 from fileferry.config import Settings, load_settings
+from fileferry.sandbox.ftps import SandboxFtpServer
 from fileferry.sandbox.s3 import MotoServer
+from fileferry.sandbox.tls import TestPki, make_test_pki
+from tests.servers.proftpd import MODULE_DIR, ProftpdServer, proftpd_binary, start_proftpd
 from tests.servers.sshd import SshdServer, start_sshd
 
 os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
@@ -45,6 +48,34 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
     server, stop = start_sshd(tmp_path_factory.mktemp("sshd"))
     yield server
     stop()
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory: pytest.TempPathFactory) -> TestPki:
+    return make_test_pki(tmp_path_factory.mktemp("pki"))
+
+
+@pytest.fixture(scope="session")
+def proftpd(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[ProftpdServer]:
+    """Debian's ProFTPD: explicit FTPS with mod_digest (HASH/XSHA256/XMD5), and plain FTP."""
+    if proftpd_binary() is None or not (MODULE_DIR / "mod_tls.so").exists():
+        pytest.skip("ProFTPD is not installed (apt-get install proftpd-core proftpd-mod-crypto)")
+    if os.geteuid() != 0:
+        pytest.skip("the ProFTPD helper needs root (it creates a local user)")
+    server, stop = start_proftpd(tmp_path_factory.mktemp("proftpd"), pki)
+    yield server
+    stop()
+
+
+FTP_PASSWORD = "sandbox-" + secrets.token_hex(8)
+
+
+@pytest.fixture(scope="session")
+def pyftpd(tmp_path_factory: pytest.TempPathFactory, pki: TestPki) -> Iterator[SandboxFtpServer]:
+    """pyftpdlib with explicit FTPS: no hash commands, so files are verified by reading back."""
+    with SandboxFtpServer(tmp_path_factory.mktemp("pyftpd"), "ferry", FTP_PASSWORD,
+                          tls=pki) as server:
+        yield server
 
 
 @pytest.fixture
@@ -102,3 +133,37 @@ def settings_for(make_config: MakeConfig) -> Callable[..., Settings]:
         return load_settings(make_config(destinations, **sections))
 
     return make
+
+
+# "proftpd" (explicit FTPS, hashes), "proftpd-plain", "pyftpd" (FTPS, no hashes)
+FtpServerKind = str
+
+
+def ftp_target(request: pytest.FixtureRequest, kind: FtpServerKind,
+               **extra: Any) -> tuple[dict[str, Any], Path]:
+    """A destination dict for one of the FTP servers, rooted in a fresh directory.
+
+    Returns the destination settings and the directory's path on the server's disk.
+    """
+    sub = secrets.token_hex(6)
+    pki_: TestPki = request.getfixturevalue("pki")
+    if kind.startswith("proftpd"):
+        server: ProftpdServer = request.getfixturevalue("proftpd")
+        local = server.root / sub
+        local.mkdir()
+        shutil.chown(local, server.username)
+        if kind == "proftpd-plain":
+            dest = {"url": f"ftp://{server.username}@127.0.0.1:{server.plain_port}/{sub}/",
+                    "allow_insecure": True}
+        else:
+            dest = {"url": f"ftps://{server.username}@127.0.0.1:{server.port}/{sub}/",
+                    "ca_file": str(pki_.ca_file)}
+        dest["password"] = server.password
+    else:
+        sandbox: SandboxFtpServer = request.getfixturevalue("pyftpd")
+        local = sandbox.root / sub
+        local.mkdir()
+        dest = {"url": f"ftps://ferry@127.0.0.1:{sandbox.port}/{sub}/",
+                "ca_file": str(pki_.ca_file), "password": FTP_PASSWORD}
+    dest.update(extra)
+    return dest, local

@@ -411,9 +411,12 @@ def test_sftp_only_transfer_verifies_by_readback(make_config: MakeConfig, sshd: 
 def test_demo(tmp_path: Path) -> None:
     proc = run_cli("demo", "--dir", tmp_path / "demo", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "delivered 4 file(s)" in proc.stdout
-    assert "temporary files left behind: 0" in proc.stdout
-    assert "TargetExists" in proc.stdout  # the second run is refused, as the demo says
+    assert proc.stdout.count("delivered 4 file(s)") == 2  # to SFTP, then to FTPS
+    assert proc.stdout.count("temporary files left behind: 0") == 2
+    assert proc.stdout.count("  ok /") == 8 and "unexpected" not in proc.stdout
+    assert "TargetExists" in proc.stdout  # the repeated transfer is refused, as the demo says
+    for server in ("sftp/inbound/daily", "ftps/incoming"):
+        assert (tmp_path / "demo" / server / "daily-sales.csv").stat().st_size > 0
 
 
 def test_demo_refuses_foreign_directory(tmp_path: Path) -> None:

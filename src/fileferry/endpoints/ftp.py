@@ -355,7 +355,10 @@ class _FtpWriter:
             if self._deflate is not None:
                 self._data.sendall(self._deflate.flush())
             if isinstance(self._data, ssl.SSLSocket):
-                self._data.unwrap()
+                # Some servers (ProFTPD with MODE Z) answer the close_notify with data;
+                # the 226 reply below and the verification decide success, not this.
+                with contextlib.suppress(ssl.SSLError, OSError):
+                    self._data.unwrap()
             self._data.close()
             conn.voidresp()
             if self._deflate is not None:

@@ -1,9 +1,10 @@
 """``fileferry demo``: a real transfer through stand-ins on 127.0.0.1.
 
-It starts moto's S3 server and an SFTP server with a generated host key,
-seeds a bucket, writes a configuration that pins that key, sends a folder of
-objects, shows where they landed with their checksums, and then shows the
-refusal a second run gets (the files exist and ``on_conflict`` is ``fail``).
+It starts moto's S3 server, an SFTP server with a generated host key and an
+FTPS server with a certificate from a throw-away CA, seeds a bucket, writes a
+configuration that pins the key and trusts the CA, sends a folder of objects to
+both, shows where they landed with their checksums, and then shows the refusal
+a repeated transfer gets (the files exist and ``on_conflict`` is ``fail``).
 """
 
 from __future__ import annotations
@@ -20,8 +21,10 @@ import boto3
 from fileferry import console
 from fileferry.config import load_settings
 from fileferry.models import TransferResult
+from fileferry.sandbox.ftps import SandboxFtpServer
 from fileferry.sandbox.s3 import MotoServer
 from fileferry.sandbox.sftp import SandboxSftpServer
+from fileferry.sandbox.tls import make_test_pki
 from fileferry.transfer.engine import TransferRequest, run_transfer
 
 __all__ = ["run_demo", "seed_objects"]
@@ -43,6 +46,11 @@ destinations:
     known_hosts: {known_hosts}
     verify: auto
     on_conflict: fail
+  bank:
+    url: ftps://bank@127.0.0.1:{ftps_port}/
+    password: ${{FILEFERRY_DEMO_PASSWORD}}
+    ca_file: {ca_file}
+    verify: auto
 store:
   url: sqlite:///{workdir}/fileferry.db
 """
@@ -60,62 +68,87 @@ def seed_objects() -> dict[str, bytes]:
     }
 
 
-async def run_demo(workdir: Path, keep_running: bool = False) -> int:
-    workdir = workdir.resolve()
+def _prepare(workdir: Path) -> bool:
+    """A fresh demo directory; never delete a directory the demo did not make."""
     marker = workdir / ".fileferry-demo"
     if workdir.exists() and any(workdir.iterdir()):
         if not marker.exists():
             console.stderr.print(f"[red]error[/red]: {workdir} exists and was not made by the "
                                  "demo; pass --dir with a new or empty directory")
-            return 2
+            return False
         shutil.rmtree(workdir)
-    (workdir / "sftp").mkdir(parents=True)
+    workdir.mkdir(parents=True)
     marker.touch()
-    password = secrets.token_urlsafe(16)
-    os.environ["FILEFERRY_DEMO_PASSWORD"] = password
     # The stand-in S3 takes any credentials; never send real ones to it.
     os.environ.update(AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo",
                       AWS_DEFAULT_REGION="us-east-1")
     os.environ.pop("AWS_PROFILE", None)
     os.environ.pop("AWS_SESSION_TOKEN", None)
-    out = console.stdout
-    with MotoServer(workdir) as s3:
+    os.environ["FILEFERRY_DEMO_PASSWORD"] = secrets.token_urlsafe(16)
+    return True
+
+
+async def run_demo(workdir: Path, keep_running: bool = False) -> int:
+    workdir = workdir.resolve()
+    if not _prepare(workdir):
+        return 2
+    password = os.environ["FILEFERRY_DEMO_PASSWORD"]
+    pki = make_test_pki(workdir / "pki")
+    with MotoServer(workdir) as s3, \
+            SandboxFtpServer(workdir / "ftps", "bank", password, tls=pki) as ftps:
         sftp = await SandboxSftpServer(workdir / "sftp", "partner", password).start()
         try:
-            out.rule("FileFerry demo")
-            out.print(f"S3 stand-in (moto)  {s3.endpoint_url}")
-            out.print(f"SFTP stand-in       127.0.0.1:{sftp.port}  host key {sftp.fingerprint}")
-            objects = seed_objects()
-            client = boto3.client("s3", endpoint_url=s3.endpoint_url, region_name="us-east-1")
-            client.create_bucket(Bucket=BUCKET)
-            for key, body in objects.items():
-                client.put_object(Bucket=BUCKET, Key=key, Body=body)
-            out.print(f"seeded s3://{BUCKET}/{PREFIX} with {len(objects)} objects")
-            known_hosts = workdir / "known_hosts"
-            known_hosts.write_text(sftp.known_hosts_line(), encoding="utf-8")
-            config = workdir / "fileferry.yaml"
-            config.write_text(CONFIG.format(endpoint=s3.endpoint_url, port=sftp.port,
-                                            known_hosts=known_hosts, workdir=workdir),
-                              encoding="utf-8")
-            out.print(f"configuration       {config} (host key pinned in {known_hosts})")
-            out.print(f"\n$ fileferry --config {config} transfer s3://{BUCKET}/{PREFIX} "
-                      "partner:daily/", highlight=False)
-            result = await _transfer(config, [f"s3://{BUCKET}/{PREFIX}"], "partner:daily/")
-            console.print_result(result)
-            if result.status != "SUCCEEDED":
-                return 1
-            _show_landed(workdir / "sftp", objects)
-            out.print("\nThe same transfer again is refused before any byte moves:")
-            again = await _transfer(config, [f"s3://{BUCKET}/{PREFIX}"], "partner:daily/")
-            console.print_result(again, errors=out)
-            if keep_running:
-                out.print("\nServers stay up; try: FILEFERRY_DEMO_PASSWORD="
-                          f"{password} fileferry --config {config} check partner\n"
-                          "Ctrl-C to stop.", highlight=False)
-                await asyncio.Event().wait()
-            return 0 if again.status == "REFUSED" else 1
+            config, objects = _setup(workdir, s3.endpoint_url, sftp, ftps.port, pki.ca_file)
+            return await _show(workdir, config, objects, keep_running)
         finally:
             await sftp.close()
+
+
+def _setup(workdir: Path, endpoint: str, sftp: SandboxSftpServer, ftps_port: int,
+           ca_file: Path) -> tuple[Path, dict[str, bytes]]:
+    out = console.stdout
+    out.rule("FileFerry demo")
+    out.print(f"S3 stand-in (moto)   {endpoint}")
+    out.print(f"SFTP stand-in        127.0.0.1:{sftp.port}  host key {sftp.fingerprint}")
+    out.print(f"FTPS stand-in        127.0.0.1:{ftps_port}  certificate from a demo CA")
+    client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
+    client.create_bucket(Bucket=BUCKET)
+    objects = seed_objects()
+    for key, body in objects.items():
+        client.put_object(Bucket=BUCKET, Key=key, Body=body)
+    out.print(f"seeded s3://{BUCKET}/{PREFIX} with {len(objects)} objects")
+    known_hosts = workdir / "known_hosts"
+    known_hosts.write_text(sftp.known_hosts_line(), encoding="utf-8")
+    config = workdir / "fileferry.yaml"
+    config.write_text(CONFIG.format(endpoint=endpoint, port=sftp.port, ftps_port=ftps_port,
+                                    ca_file=ca_file, known_hosts=known_hosts,
+                                    workdir=workdir), encoding="utf-8")
+    out.print(f"configuration        {config}")
+    return config, objects
+
+
+async def _show(workdir: Path, config: Path, objects: dict[str, bytes],
+                keep_running: bool) -> int:
+    out = console.stdout
+    source = f"s3://{BUCKET}/{PREFIX}"
+    for dest, disk in (("partner:daily/", workdir / "sftp"), ("bank:incoming/",
+                                                               workdir / "ftps")):
+        out.print(f"\n$ fileferry --config {config} transfer {source} {dest}",
+                  highlight=False)
+        result = await _transfer(config, [source], dest)
+        console.print_result(result)
+        if result.status != "SUCCEEDED":
+            return 1
+        _show_landed(disk, objects)
+    out.print("\nThe first transfer again is refused before any byte moves:")
+    again = await _transfer(config, [source], "partner:daily/")
+    console.print_result(again, errors=out)
+    if keep_running:
+        out.print("\nServers stay up; try: FILEFERRY_DEMO_PASSWORD="
+                  f"{os.environ['FILEFERRY_DEMO_PASSWORD']} fileferry --config {config} "
+                  "check bank\nCtrl-C to stop.", highlight=False)
+        await asyncio.Event().wait()
+    return 0 if again.status == "REFUSED" else 1
 
 
 async def _transfer(config: Path, sources: list[str], destination: str) -> TransferResult:
@@ -130,7 +163,7 @@ async def _transfer(config: Path, sources: list[str], destination: str) -> Trans
 def _show_landed(root: Path, objects: dict[str, bytes]) -> None:
     """Prove it from the server's side: hash what is on the SFTP server's disk."""
     out = console.stdout
-    out.print("\nOn the SFTP server's disk:")
+    out.print(f"\nOn the server's disk ({root}):")
     landed = sorted(p for p in root.rglob("*") if p.is_file())
     expected = {hashlib.sha256(b).hexdigest() for b in objects.values()}
     for path in landed:
