@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from fileferry.config import Settings, load_settings
+from fileferry.endpoints.registry import close_idle_destinations
 from fileferry.sandbox.ftps import SandboxFtpServer
 from fileferry.sandbox.s3 import MotoServer
 from fileferry.sandbox.tls import TestPki, make_test_pki
@@ -28,6 +29,13 @@ os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing",
                   AWS_DEFAULT_REGION="us-east-1")
 for _var in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "FILEFERRY_CONFIG"):
     os.environ.pop(_var, None)
+
+
+@pytest.fixture(autouse=True)
+async def _log_out_shared_destinations() -> AsyncIterator[None]:
+    """Transfers share pooled connections; a test's pools end with the test."""
+    yield
+    await close_idle_destinations()
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from typer.exceptions import Abort, TyperException
 
 from fileferry import console
 from fileferry.config import load_settings
+from fileferry.endpoints.registry import close_idle_destinations
 from fileferry.errors import FileFerryError, HostKeyMismatch, TransferFailed, UsageError
 from fileferry.models import TransferResult, new_transfer_id
 from fileferry.transfer.engine import TransferRequest, run_transfer
@@ -55,7 +56,10 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 
     async def with_executor() -> T:
         asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(max_workers=48))
-        return await coro
+        try:
+            return await coro
+        finally:
+            await close_idle_destinations()
 
     return asyncio.run(with_executor())
 

@@ -14,7 +14,15 @@ from urllib.parse import unquote, urlsplit
 
 import pydantic
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ByteSize,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 
 from fileferry.errors import ConfigError
 
@@ -47,12 +55,24 @@ class S3Settings(_Model):
     region: str = "us-east-1"
 
 
+MiB = 1024 * 1024
+
+
 class TransferSettings(_Model):
-    small_file_threshold: int = Field(default=100 * 1024 * 1024, ge=0)
-    large_file_threshold: int = Field(default=1024 * 1024 * 1024, ge=1)
-    default_chunk_size: int = Field(default=10 * 1024 * 1024, ge=64 * 1024, le=256 * 1024 * 1024)
+    """Sizes take bytes or units: ``104857600``, ``100MiB``, ``1GiB``."""
+
+    small_file_threshold: ByteSize = Field(default=ByteSize(100 * MiB), ge=0)
+    large_file_threshold: ByteSize = Field(default=ByteSize(1024 * MiB), ge=1)
+    default_chunk_size: ByteSize = Field(default=ByteSize(10 * MiB), ge=64 * 1024,
+                                         le=256 * MiB)
     max_parallel_threads: int = Field(default=5, ge=1, le=64)
     enable_compression: bool = False
+    memory_budget: ByteSize = Field(default=ByteSize(256 * MiB), ge=MiB)
+    """Bytes read from S3 and not yet written, across every file in flight."""
+    min_range_size: ByteSize = Field(default=ByteSize(64 * MiB), ge=64 * 1024)
+    """Smallest slice of a large file sent as one parallel range (one streamed GET)."""
+    max_ranges: int = Field(default=4, ge=1, le=32)
+    """Parallel ranges per large file (SFTP)."""
 
     @model_validator(mode="after")
     def _thresholds_ordered(self) -> TransferSettings:
@@ -106,6 +126,14 @@ class DestinationSettings(_Model):
     verify: Literal["auto", "readback", "size", "none"] = "auto"
     on_conflict: Literal["fail", "overwrite", "rename"] = "fail"
     connect_timeout: float = Field(default=15.0, gt=0)
+    retry_attempts: int = Field(default=3, ge=1, le=100)
+    retry_backoff: float = Field(default=1.0, ge=0)
+    """Seconds before the first retry; doubles each time, with jitter."""
+    retry_max_backoff: float = Field(default=30.0, ge=0)
+    max_sessions: int | None = Field(default=None, ge=1, le=64)
+    """Concurrent connections to this partner (default: SFTP 2, FTP one per file + 1)."""
+    bandwidth_limit: ByteSize | None = None
+    """Bytes per second across all files to this destination, e.g. ``10MiB``."""
     # FTP and FTPS only
     implicit: bool = False
     ca_file: Path | None = None

@@ -64,6 +64,18 @@ class ProgressBars:
         if self._total is not None:
             self._progress.advance(self._total, count)
 
+    def file_retrying(self, plan: FilePlan, attempt: int, error: str) -> None:
+        label = plan.key.rsplit("/", 1)[-1][:30]
+        self._progress.update(self._tasks[plan.source],
+                              description=f"{label} [yellow](retry {attempt})")
+
+    def file_resumed(self, plan: FilePlan, offset: int) -> None:
+        task = self._tasks[plan.source]
+        done = next(t.completed for t in self._progress.tasks if t.id == task)
+        self._progress.update(task, completed=offset)
+        if self._total is not None:
+            self._progress.advance(self._total, offset - done)
+
     def file_finished(self, result: FileResult) -> None:
         task = self._tasks.get(result.source)
         if task is not None and result.status != "DELIVERED":

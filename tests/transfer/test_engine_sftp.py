@@ -229,6 +229,8 @@ class Recorder:
         self.active = 0
         self.peak = 0
         self.moved = 0
+        self.retries = 0
+        self.resumed_at: list[int] = []
 
     def file_started(self, plan: FilePlan) -> None:
         self.active += 1
@@ -236,6 +238,12 @@ class Recorder:
 
     def bytes_moved(self, plan: FilePlan, count: int) -> None:
         self.moved += count
+
+    def file_retrying(self, plan: FilePlan, attempt: int, error: str) -> None:
+        self.retries += 1
+
+    def file_resumed(self, plan: FilePlan, offset: int) -> None:
+        self.resumed_at.append(offset)
 
     def file_finished(self, result: FileResult) -> None:
         self.active -= 1

@@ -27,6 +27,7 @@ from fileferry.errors import (
     SourceNotFound,
     UsageError,
 )
+from fileferry.transfer.throttle import ByteBudget
 
 if TYPE_CHECKING:
     from fileferry.config import S3Settings
@@ -105,33 +106,58 @@ def _checksums(meta: dict[str, Any], whole_object: bool) -> dict[str, str]:
 class S3Stream:
     """An open GET: ``info`` from the response headers, chunks by iterating."""
 
-    def __init__(self, info: ObjectInfo, body: Any, chunk_size: int, what: str) -> None:
+    def __init__(self, info: ObjectInfo, body: Any, chunk_size: int, what: str,
+                 budget: ByteBudget | None = None) -> None:
         self.info = info
         self._body = body
         self._chunk_size = chunk_size
         self._what = what
+        self._budget = budget
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         queue: asyncio.Queue[bytes | Exception | None] = asyncio.Queue(READ_AHEAD)
+        budget = self._budget
 
         async def pump() -> None:
+            held = 0
             try:
-                while chunk := await asyncio.to_thread(self._body.read, self._chunk_size):
+                while True:
+                    if budget is not None:
+                        await budget.acquire(self._chunk_size)
+                        held = self._chunk_size
+                    chunk = await asyncio.to_thread(self._body.read, self._chunk_size)
+                    if budget is not None:
+                        budget.release(held - len(chunk))
+                        held = len(chunk)
+                    if not chunk:
+                        break
                     await queue.put(chunk)
+                    held = 0
                 await queue.put(None)
             except Exception as exc:  # handed to the consumer below
                 await queue.put(exc)
+            finally:
+                if budget is not None and held:
+                    budget.release(held)
 
         task = asyncio.create_task(pump())
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, Exception):
                     raise map_s3_error(item, self._what) from item
-                yield item
+                try:
+                    yield item
+                finally:
+                    if budget is not None:
+                        budget.release(len(item))
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+            while not queue.empty():  # chunks read but never consumed
+                left = queue.get_nowait()
+                if budget is not None and isinstance(left, bytes):
+                    budget.release(len(left))
             await asyncio.to_thread(self._body.close)
 
 
@@ -139,8 +165,9 @@ class S3Source:
     """Reads objects from S3 or any S3-compatible endpoint."""
 
     def __init__(self, settings: S3Settings, chunk_size: int, max_connections: int = 20,
-                 client: Any = None) -> None:
+                 client: Any = None, budget: ByteBudget | None = None) -> None:
         self._chunk_size = chunk_size
+        self._budget = budget
         self._client = client or boto3.session.Session().client(
             "s3",
             endpoint_url=settings.endpoint_url,
@@ -189,4 +216,4 @@ class S3Source:
             kwargs["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
         resp = await self._call(what, "get_object", **kwargs)
         info = ObjectInfo(key, int(resp["ContentLength"]), _checksums(resp, whole))
-        return S3Stream(info, resp["Body"], self._chunk_size, what)
+        return S3Stream(info, resp["Body"], self._chunk_size, what, self._budget)

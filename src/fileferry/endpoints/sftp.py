@@ -42,6 +42,7 @@ CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
 PROBE = ("md5sum --version >/dev/null 2>&1 && echo md5; "
          "sha256sum --version >/dev/null 2>&1 && echo sha256")
 READ_BLOCK = 256 * 1024
+DEFAULT_SESSIONS = 2
 
 
 @dataclass
@@ -80,22 +81,63 @@ def _where(settings: DestinationSettings) -> str:
     return f"{url.host}:{url.port}"
 
 
-class SftpDestination:
-    """A connected SFTP destination; create with ``await SftpDestination.connect(...)``."""
+@dataclass
+class _Session:
+    """One SSH connection with its SFTP channel; ``active`` counts open files on it."""
 
-    def __init__(self, name: str, settings: DestinationSettings, conn: Any, sftp: Any,
-                 root: str, capabilities: Capabilities) -> None:
+    conn: Any
+    sftp: Any
+    active: int = 0
+    dead: bool = False
+
+    def close(self) -> None:
+        self.dead = True
+        with contextlib.suppress(Exception):
+            self.sftp.exit()
+        self.conn.close()
+
+
+class SftpDestination:
+    """A connected SFTP destination: a pool of up to ``max_sessions`` SSH connections.
+
+    Operations run on the least-busy live connection; a new one is opened when
+    every connection has a file in flight and the cap allows. A connection that
+    fails is dropped, so a retry gets a fresh one.
+    """
+
+    def __init__(self, name: str, settings: DestinationSettings, compression: bool) -> None:
         self.name = name
         self.settings = settings
-        self.root = root
-        self.capabilities = capabilities
-        self._conn = conn
-        self._sftp = sftp
+        self.root = "/"
+        self.capabilities = Capabilities()
+        self._compression = compression
+        self._cap = settings.max_sessions or DEFAULT_SESSIONS
+        self._sessions: list[_Session] = []
+        self._opening = asyncio.Lock()
+        self.connections_opened = 0
 
     @classmethod
     async def connect(cls, name: str, settings: DestinationSettings,
                       compression: bool = False) -> SftpDestination:
-        url = settings.parsed
+        dest = cls(name, settings, compression)
+        first = await dest._open()
+        try:
+            home = await first.sftp.realpath(".")
+            hashes = await _probe_hashes(first.conn)
+        except Exception as exc:
+            first.close()
+            raise map_sftp_error(exc, f"starting SFTP on {name}") from exc
+        dest.root = _resolve_root(settings.parsed.path, home)
+        handler = getattr(first.sftp, "_handler", None)
+        atomic = (bool(getattr(handler, "_supports_posix_rename", False))
+                  or first.sftp.version >= 5)
+        dest.capabilities = Capabilities(hashes=hashes, supports_offset_writes=True,
+                                         supports_atomic_rename=atomic, supports_resume=True)
+        dest._sessions.append(first)
+        return dest
+
+    async def _open(self) -> _Session:
+        settings, url = self.settings, self.settings.parsed
         known = _known_hosts_entries(settings.known_hosts_path, url.host, url.port)
         client = _PinningClient(settings.host_key_fingerprint)
         options: dict[str, Any] = {
@@ -103,7 +145,8 @@ class SftpDestination:
             "known_hosts": str(settings.known_hosts_path) if known else ([], [], []),
             "client_factory": lambda: client,
             "encryption_algs": CIPHERS,
-            "compression_algs": ["zlib@openssh.com", "zlib", "none"] if compression else ["none"],
+            "compression_algs": (["zlib@openssh.com", "zlib", "none"] if self._compression
+                                 else ["none"]),
             "connect_timeout": settings.connect_timeout,
             "login_timeout": settings.connect_timeout,
             "keepalive_interval": 15,
@@ -115,76 +158,86 @@ class SftpDestination:
         try:
             conn = await asyncssh.connect(url.host, url.port, **options)
         except asyncssh.HostKeyNotVerifiable as exc:
-            raise _host_key_error(name, settings, client.seen, bool(known)) from exc
+            raise _host_key_error(self.name, settings, client.seen, bool(known)) from exc
         except Exception as exc:
-            raise map_sftp_error(exc, f"connecting to {name} ({_where(settings)})") from exc
+            raise map_sftp_error(exc, f"connecting to {self.name} ({_where(settings)})") from exc
         try:
             sftp = await conn.start_sftp_client()
-            home = await sftp.realpath(".")
-            root = _resolve_root(url.path, home)
-            hashes = await _probe_hashes(conn)
-        except BaseException as exc:
+        except Exception as exc:
             conn.close()
-            if isinstance(exc, Exception):
-                raise map_sftp_error(exc, f"starting SFTP on {name}") from exc
+            raise map_sftp_error(exc, f"starting SFTP on {self.name}") from exc
+        self.connections_opened += 1
+        return _Session(conn, sftp)
+
+    async def _session(self, for_file: bool) -> _Session:
+        """The least-busy live session; a new one when all carry files and the cap allows."""
+        async with self._opening:
+            self._sessions = [s for s in self._sessions if not s.dead]
+            best = min(self._sessions, key=lambda s: s.active, default=None)
+            if best is None or (for_file and best.active > 0
+                                and len(self._sessions) < self._cap):
+                best = await self._open()
+                self._sessions.append(best)
+            if for_file:
+                best.active += 1
+            return best
+
+    @contextlib.asynccontextmanager
+    async def _use(self, what: str) -> AsyncIterator[_Session]:
+        session = await self._session(for_file=False)
+        try:
+            yield session
+        except FileFerryError:
             raise
-        handler = getattr(sftp, "_handler", None)
-        atomic = bool(getattr(handler, "_supports_posix_rename", False)) or sftp.version >= 5
-        caps = Capabilities(hashes=hashes, supports_offset_writes=True,
-                            supports_atomic_rename=atomic, supports_resume=True)
-        return cls(name, settings, conn, sftp, root, caps)
+        except Exception as exc:
+            raise _failed(session, exc, what) from exc
 
     async def stat(self, path: str) -> ObjectInfo | None:
-        try:
-            attrs = await self._sftp.stat(path)
-        except asyncssh.SFTPNoSuchFile:
-            return None
-        except Exception as exc:
-            raise map_sftp_error(exc, f"stat {path}") from exc
+        async with self._use(f"stat {path}") as session:
+            try:
+                attrs = await session.sftp.stat(path)
+            except asyncssh.SFTPNoSuchFile:
+                return None
         return ObjectInfo(path, int(attrs.size or 0))
 
     async def makedirs(self, path: str) -> None:
-        try:
-            await self._sftp.makedirs(path, exist_ok=True)
-        except Exception as exc:
-            raise map_sftp_error(exc, f"creating directory {path}") from exc
+        async with self._use(f"creating directory {path}") as session:
+            await session.sftp.makedirs(path, exist_ok=True)
 
     async def open_write(self, path: str, offset: int = 0) -> _SftpWriter:
+        session = await self._session(for_file=True)
         try:
-            handle = await self._sftp.open(path, "r+b" if offset else "wb")
+            handle = await session.sftp.open(path, "r+b" if offset else "wb")
         except Exception as exc:
-            raise map_sftp_error(exc, f"opening {path} for writing") from exc
-        return _SftpWriter(handle, path, offset)
+            session.active -= 1
+            raise _failed(session, exc, f"opening {path} for writing") from exc
+        return _SftpWriter(session, handle, path, offset)
 
     async def rename(self, src: str, dst: str, overwrite: bool) -> None:
-        try:
-            if overwrite and self.capabilities.supports_atomic_rename:
-                await self._sftp.posix_rename(src, dst)
-                return
-            if overwrite:
-                await self.remove(dst)
-            await self._sftp.rename(src, dst)
-        except asyncssh.SFTPError as exc:
-            if not overwrite and await self.stat(dst) is not None:
-                raise TargetExists(f"{dst} already exists on {self.name}") from exc
-            raise map_sftp_error(exc, f"renaming {src} to {dst}") from exc
-        except Exception as exc:
-            raise map_sftp_error(exc, f"renaming {src} to {dst}") from exc
+        what = f"renaming {src} to {dst}"
+        async with self._use(what) as session:
+            try:
+                if overwrite and self.capabilities.supports_atomic_rename:
+                    await session.sftp.posix_rename(src, dst)
+                    return
+                if overwrite:
+                    with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                        await session.sftp.remove(dst)
+                await session.sftp.rename(src, dst)
+            except asyncssh.SFTPError as exc:
+                if not overwrite and await self.stat(dst) is not None:
+                    raise TargetExists(f"{dst} already exists on {self.name}") from exc
+                raise
 
     async def remove(self, path: str) -> None:
-        try:
-            await self._sftp.remove(path)
-        except asyncssh.SFTPNoSuchFile:
-            return
-        except Exception as exc:
-            raise map_sftp_error(exc, f"removing {path}") from exc
+        async with self._use(f"removing {path}") as session:
+            with contextlib.suppress(asyncssh.SFTPNoSuchFile):
+                await session.sftp.remove(path)
 
     async def digest(self, path: str, algorithm: HashName) -> str:
-        command = f"{algorithm}sum -- {shlex.quote(path)}"
-        try:
-            result = await self._conn.run(command, input="", check=False)
-        except Exception as exc:
-            raise map_sftp_error(exc, f"running {algorithm}sum on {self.name}") from exc
+        async with self._use(f"running {algorithm}sum on {self.name}") as session:
+            command = f"{algorithm}sum -- {shlex.quote(path)}"
+            result = await session.conn.run(command, input="", check=False)
         out = str(result.stdout or "")
         if result.exit_status != 0 or not out:
             raise DestinationError(f"{algorithm}sum of {path} failed on {self.name}: "
@@ -192,43 +245,65 @@ class SftpDestination:
         return out.split()[0].lstrip("\\").lower()
 
     async def open_read(self, path: str) -> AsyncIterator[bytes]:
+        session = await self._session(for_file=True)
         try:
-            async with self._sftp.open(path, "rb") as handle:
+            async with session.sftp.open(path, "rb") as handle:
                 while chunk := await handle.read(READ_BLOCK * 16):
                     yield chunk
         except Exception as exc:
-            raise map_sftp_error(exc, f"reading back {path}") from exc
+            raise _failed(session, exc, f"reading back {path}") from exc
+        finally:
+            session.active -= 1
 
     async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._sftp.exit()
-        self._conn.close()
-        with contextlib.suppress(Exception):
-            await self._conn.wait_closed()
+        sessions, self._sessions = self._sessions, []
+        for session in sessions:
+            session.close()
+        for session in sessions:
+            with contextlib.suppress(Exception):
+                await session.conn.wait_closed()
+
+
+def _failed(session: _Session, exc: BaseException, what: str) -> FileFerryError:
+    """Map the error; a connection that broke is dropped from the pool."""
+    error = map_sftp_error(exc, what)
+    if isinstance(error, EndpointUnavailable):
+        session.close()
+    return error
 
 
 class _SftpWriter:
-    def __init__(self, handle: Any, path: str, offset: int) -> None:
+    def __init__(self, session: _Session, handle: Any, path: str, offset: int) -> None:
+        self._session = session
         self._handle = handle
         self._path = path
+        self._open = True
         self.offset = offset
 
     async def write(self, data: bytes) -> None:
         try:
             await self._handle.write(data, self.offset)
         except Exception as exc:
-            raise map_sftp_error(exc, f"writing {self._path}") from exc
+            raise _failed(self._session, exc, f"writing {self._path}") from exc
         self.offset += len(data)
 
     async def commit(self) -> None:
         try:
             await self._handle.close()
         except Exception as exc:
-            raise map_sftp_error(exc, f"closing {self._path}") from exc
+            raise _failed(self._session, exc, f"closing {self._path}") from exc
+        finally:
+            self._release()
 
     async def abort(self) -> None:
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self._handle.close(), 5)
+        self._release()
+
+    def _release(self) -> None:
+        if self._open:
+            self._open = False
+            self._session.active -= 1
 
 
 def _resolve_root(path: str, home: str) -> str:

@@ -34,11 +34,11 @@ def _inspection_context() -> ssl.SSLContext:
 def _fetch_der(host: str, port: int, explicit: bool, timeout: float) -> bytes | None:
     with socket.create_connection((host, port), timeout) as raw:
         if explicit:
-            reader = raw.makefile("rb")
-            reader.readline()
-            raw.sendall(b"AUTH TLS\r\n")
-            if not reader.readline().startswith(b"234"):
-                return None
+            with raw.makefile("rb") as reader:
+                reader.readline()
+                raw.sendall(b"AUTH TLS\r\n")
+                if not reader.readline().startswith(b"234"):
+                    return None
         with _inspection_context().wrap_socket(raw, server_hostname=host) as tls:
             return tls.getpeercert(binary_form=True)
 

@@ -11,6 +11,10 @@ import asyncio
 import contextlib
 import logging
 import posixpath
+from collections import deque
+from dataclasses import dataclass, field
+
+from tenacity import RetryCallState
 
 from fileferry.endpoints.base import Destination, Source, Writer
 from fileferry.errors import (
@@ -24,11 +28,15 @@ from fileferry.errors import (
 from fileferry.models import FilePlan, FileResult, VerifiedBy
 from fileferry.transfer.hashing import Digests, digest_stream
 from fileferry.transfer.progress import ProgressSubscriber
+from fileferry.transfer.retry import RetryPolicy
+from fileferry.transfer.throttle import ThrottledWriter, TokenBucket
 
-__all__ = ["alternative_name", "copy_file", "place", "temp_name", "verify_file"]
+__all__ = ["CopyOptions", "alternative_name", "copy_file", "place", "temp_name", "verify_file"]
 
 log = logging.getLogger(__name__)
 MAX_RENAME_TRIES = 1000
+CHECKPOINTS = 64
+"""Digest snapshots kept per file: enough to rewind past what a server had not stored."""
 
 
 def temp_name(final: str, tag: str) -> str:
@@ -112,42 +120,135 @@ async def place(dest: Destination, tmp: str, final: str, on_conflict: str) -> st
     raise TargetExists(f"no free name for {final} after {MAX_RENAME_TRIES} tries")
 
 
-async def _cleanup(dest: Destination, writer: Writer | None, tmp: str) -> None:
+@dataclass
+class CopyOptions:
+    verify: str = "auto"
+    on_conflict: str = "fail"
+    tag: str = "tmp"
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    bucket: TokenBucket | None = None
+
+
+class _Progress:
+    """What one file's attempts have achieved: digests at confirmed offsets."""
+
+    def __init__(self) -> None:
+        self.started = False
+        self.sent = False
+        self.expected: dict[str, str] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        self.digests = Digests()
+        self.sent = False
+        self.checkpoints: deque[Digests] = deque(maxlen=CHECKPOINTS)
+
+    def checkpoint(self) -> None:
+        self.checkpoints.append(self.digests.copy())
+
+    def resume_from(self, confirmed: int) -> int:
+        """Continue from the latest checkpoint at or before ``confirmed`` bytes."""
+        while self.checkpoints and self.checkpoints[-1].size > confirmed:
+            self.checkpoints.pop()
+        if not self.checkpoints:
+            self.reset()
+            return 0
+        self.digests = self.checkpoints[-1].copy()
+        return self.digests.size
+
+
+async def _cleanup(dest: Destination, tmp: str) -> None:
     try:
-        if writer is not None:
-            await writer.abort()
         await asyncio.wait_for(dest.remove(tmp), 30)
     except (FileFerryError, TimeoutError) as exc:
-        log.warning("could not remove temporary file %s: %s", tmp, exc)
+        log.warning("could not remove temporary file %s (it never carries a final name): %s",
+                    tmp, exc)
 
 
-async def copy_file(source: Source, dest: Destination, plan: FilePlan, *, verify: str,
-                    on_conflict: str, tag: str, progress: ProgressSubscriber) -> FileResult:
-    """Deliver one object; raise a ``FileFerryError`` with nothing left behind on failure."""
-    tmp = temp_name(plan.destination, tag)
-    writer: Writer | None = None
-    progress.file_started(plan)
+async def _resume_point(dest: Destination, tmp: str, state: _Progress) -> int:
+    if not state.started:
+        return 0
+    if state.sent:  # only verifying or renaming failed: nothing to send again
+        return state.digests.size
+    if not dest.capabilities.supports_resume:
+        state.reset()
+        return 0
+    info = await dest.stat(tmp)
+    return state.resume_from(info.size if info else 0)
+
+
+async def _send(source: Source, dest: Destination, plan: FilePlan, tmp: str, offset: int,
+                state: _Progress, options: CopyOptions, progress: ProgressSubscriber) -> None:
+    # The destination first: a refusal there should not leave an S3 GET open.
+    writer: Writer = await dest.open_write(tmp, offset)
+    if options.bucket is not None:
+        writer = ThrottledWriter(writer, options.bucket)
     try:
-        stream = await source.open_range(plan.bucket, plan.key)
-        expected = {k: v for k, v in (("md5", plan.source_md5), ("sha256", plan.source_sha256))
-                    if v}
-        expected.update(stream.info.checksums)
-        writer = await dest.open_write(tmp)
-        digests = Digests()
+        stream = await source.open_range(plan.bucket, plan.key, start=offset)
+        if offset == 0:
+            state.expected = {k: v for k, v in (("md5", plan.source_md5),
+                                                ("sha256", plan.source_sha256)) if v}
+            state.expected.update(stream.info.checksums)
         async for chunk in stream:
-            await asyncio.gather(writer.write(chunk), digests.update_async(chunk))
+            await asyncio.gather(writer.write(chunk), state.digests.update_async(chunk))
+            state.checkpoint()
             progress.bytes_moved(plan, len(chunk))
         await writer.commit()
-        writer = None
-        _check_source(plan, expected, digests, stream.info.size)
-        verified_by = await verify_file(dest, tmp, digests, verify)
-        final = await place(dest, tmp, plan.destination, on_conflict)
+    except BaseException:
+        await writer.abort()
+        raise
+    try:
+        _check_source(plan, state.expected, state.digests, plan.size)
+    except FileFerryError:
+        state.reset()
+        raise
+    state.sent = True
+
+
+async def _attempt(source: Source, dest: Destination, plan: FilePlan, tmp: str,
+                   state: _Progress, options: CopyOptions,
+                   progress: ProgressSubscriber) -> FileResult:
+    offset = await _resume_point(dest, tmp, state)
+    if state.started and not state.sent:
+        progress.file_resumed(plan, offset)
+    state.started = True
+    if not state.sent:
+        await _send(source, dest, plan, tmp, offset, state, options, progress)
+    try:
+        verified_by = await verify_file(dest, tmp, state.digests, options.verify)
+    except VerificationFailed:
+        state.reset()
+        raise
+    final = await place(dest, tmp, plan.destination, options.on_conflict)
+    return FileResult(source=plan.source, destination=final, size=state.digests.size,
+                      sha256=state.digests.sha256, md5=state.digests.md5,
+                      verified_by=verified_by, status="DELIVERED")
+
+
+async def copy_file(source: Source, dest: Destination, plan: FilePlan, options: CopyOptions,
+                    progress: ProgressSubscriber) -> FileResult:
+    """Deliver one object, retrying what can be retried and resuming where it stopped.
+
+    On failure nothing is left under the final name and the temporary file is
+    removed (where the server can still be reached).
+    """
+    tmp = temp_name(plan.destination, options.tag)
+    state = _Progress()
+    progress.file_started(plan)
+
+    def before_sleep(call: RetryCallState) -> None:
+        error = call.outcome.exception() if call.outcome else None
+        log.warning("%s: attempt %d failed (%s); retrying", plan.source, call.attempt_number,
+                    error)
+        progress.file_retrying(plan, call.attempt_number, str(error))
+
+    try:
+        async for attempt in options.retry.retrying(before_sleep):
+            with attempt:
+                result = await _attempt(source, dest, plan, tmp, state, options, progress)
     except BaseException:
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(_cleanup(dest, writer, tmp))
+            await asyncio.shield(_cleanup(dest, tmp))
         raise
-    result = FileResult(source=plan.source, destination=final, size=digests.size,
-                        sha256=digests.sha256, md5=digests.md5, verified_by=verified_by,
-                        status="DELIVERED")
     progress.file_finished(result)
     return result

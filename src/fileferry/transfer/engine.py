@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from fileferry.config import DestinationSettings, Settings
 from fileferry.endpoints.base import Destination, Source
-from fileferry.endpoints.registry import connect_destination
+from fileferry.endpoints.registry import open_destination
 from fileferry.endpoints.s3 import S3Source, S3Uri, parse_s3_uri
 from fileferry.errors import (
     FileFerryError,
@@ -30,8 +30,10 @@ from fileferry.errors import (
 )
 from fileferry.models import FilePlan, FileResult, TransferResult, VerifiedBy, new_transfer_id
 from fileferry.paths import relative_key, split_destination, target_dir, target_path
-from fileferry.transfer.copy import copy_file
+from fileferry.transfer.copy import CopyOptions, copy_file
 from fileferry.transfer.progress import Broadcast, ProgressSubscriber
+from fileferry.transfer.retry import RetryPolicy, Sleep
+from fileferry.transfer.throttle import ByteBudget, TokenBucket
 
 __all__ = ["TransferRequest", "build_plan", "run_transfer", "verification_plan"]
 
@@ -124,7 +126,7 @@ def verification_plan(dest: Destination, mode: str) -> VerifiedBy:
 
 
 async def _copy_all(source: Source, dest: Destination, plans: list[FilePlan],
-                    settings: Settings, dsettings: DestinationSettings, tag: str,
+                    settings: Settings, options: CopyOptions,
                     progress: ProgressSubscriber) -> tuple[list[FileResult], FileFerryError | None]:
     gate = asyncio.Semaphore(settings.transfer.max_parallel_threads)
     results = [FileResult(source=p.source, destination=p.destination, size=p.size)
@@ -137,9 +139,7 @@ async def _copy_all(source: Source, dest: Destination, plans: list[FilePlan],
                 results[i].status = "CANCELLED"
                 return
             try:
-                results[i] = await copy_file(source, dest, plan, verify=dsettings.verify,
-                                             on_conflict=dsettings.on_conflict, tag=tag,
-                                             progress=progress)
+                results[i] = await copy_file(source, dest, plan, options, progress)
             except Exception as exc:
                 err = exc if isinstance(exc, FileFerryError) else TransferFailed(
                     f"{plan.source}: unexpected error {exc!r}")
@@ -157,11 +157,11 @@ async def _copy_all(source: Source, dest: Destination, plans: list[FilePlan],
 
 async def run_transfer(settings: Settings, request: TransferRequest,
                        subscribers: Sequence[ProgressSubscriber] = (),
-                       source: Source | None = None) -> TransferResult:
+                       source: Source | None = None, sleep: Sleep | None = None
+                       ) -> TransferResult:
     """Carry out (or, with ``dry_run``, plan) one transfer; never raises ``FileFerryError``."""
     tid = request.transfer_id
     progress = Broadcast(subscribers)
-    dest: Destination | None = None
     try:
         if not request.sources:
             raise UsageError("give at least one source, e.g. s3://bucket/key")
@@ -169,26 +169,39 @@ async def run_transfer(settings: Settings, request: TransferRequest,
         dsettings = destination_settings(settings, name)
         for text in request.sources:
             parse_s3_uri(text)
+        budget = ByteBudget(settings.transfer.memory_budget)
         source = source or S3Source(settings.s3, settings.transfer.default_chunk_size,
-                                    max_connections=4 * settings.transfer.max_parallel_threads)
-        dest = await connect_destination(name, dsettings, settings.transfer)
-        plans = await build_plan(source, dest, name, request)
-        if dsettings.on_conflict == "fail":
-            await _refuse_existing(dest, plans, name)
-        if request.dry_run:
-            check = verification_plan(dest, dsettings.verify)
-            files = [FileResult(source=p.source, destination=p.destination, size=p.size,
-                                verified_by=check) for p in plans]
-            return TransferResult(transfer_id=tid, status="SUCCEEDED", files=files)
-        results, error = await _copy_all(source, dest, plans, settings, dsettings, tid[-8:],
-                                         progress)
+                                    max_connections=4 * settings.transfer.max_parallel_threads,
+                                    budget=budget)
+        retry = RetryPolicy.for_destination(dsettings, sleep)
+        async with open_destination(name, dsettings, settings.transfer, retry) as dest:
+            plans = await build_plan(source, dest, name, request)
+            if dsettings.on_conflict == "fail":
+                await _refuse_existing(dest, plans, name)
+            if request.dry_run:
+                check = verification_plan(dest, dsettings.verify)
+                files = [FileResult(source=p.source, destination=p.destination, size=p.size,
+                                    verified_by=check) for p in plans]
+                return TransferResult(transfer_id=tid, status="SUCCEEDED", files=files)
+            bucket = _bucket_for(name, dsettings)
+            options = CopyOptions(verify=dsettings.verify, on_conflict=dsettings.on_conflict,
+                                  tag=tid[-8:], retry=retry, bucket=bucket)
+            results, error = await _copy_all(source, dest, plans, settings, options, progress)
     except RefusedError as exc:
         return TransferResult.refused(tid, exc)
     except FileFerryError as exc:
         return TransferResult(transfer_id=tid, status="FAILED", files=[], error=exc.to_dict())
-    finally:
-        if dest is not None:
-            await dest.close()
     status = "FAILED" if error else "SUCCEEDED"
     return TransferResult(transfer_id=tid, status=status, files=results,
                           error=error.to_dict() if error else None)
+
+
+_BUCKETS: dict[tuple[int, str, int], TokenBucket] = {}
+
+
+def _bucket_for(name: str, dsettings: DestinationSettings) -> TokenBucket | None:
+    """One token bucket per destination and event loop, shared by concurrent transfers."""
+    if dsettings.bandwidth_limit is None:
+        return None
+    key = (id(asyncio.get_running_loop()), name, int(dsettings.bandwidth_limit))
+    return _BUCKETS.setdefault(key, TokenBucket(int(dsettings.bandwidth_limit)))

@@ -19,6 +19,13 @@ class Digests:
         self._sha256 = hashlib.sha256()
         self.size = 0
 
+    def copy(self) -> Digests:
+        twin = Digests.__new__(Digests)
+        twin._md5 = self._md5.copy()
+        twin._sha256 = self._sha256.copy()
+        twin.size = self.size
+        return twin
+
     def update(self, data: bytes) -> None:
         self._md5.update(data)
         self._sha256.update(data)

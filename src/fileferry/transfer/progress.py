@@ -15,6 +15,12 @@ class ProgressSubscriber(Protocol):
 
     def bytes_moved(self, plan: FilePlan, count: int) -> None: ...
 
+    def file_retrying(self, plan: FilePlan, attempt: int, error: str) -> None:
+        """Attempt ``attempt`` failed with a retryable error; another follows after a pause."""
+
+    def file_resumed(self, plan: FilePlan, offset: int) -> None:
+        """A retry continues from ``offset``, the last byte the destination confirmed."""
+
     def file_finished(self, result: FileResult) -> None: ...
 
 
@@ -31,6 +37,14 @@ class Broadcast:
     def bytes_moved(self, plan: FilePlan, count: int) -> None:
         for sub in self._subscribers:
             sub.bytes_moved(plan, count)
+
+    def file_retrying(self, plan: FilePlan, attempt: int, error: str) -> None:
+        for sub in self._subscribers:
+            sub.file_retrying(plan, attempt, error)
+
+    def file_resumed(self, plan: FilePlan, offset: int) -> None:
+        for sub in self._subscribers:
+            sub.file_resumed(plan, offset)
 
     def file_finished(self, result: FileResult) -> None:
         for sub in self._subscribers:
