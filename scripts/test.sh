@@ -10,6 +10,6 @@ need=()
 if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"
 fi
-.venv/bin/ruff check src tests
+.venv/bin/ruff check src tests bench
 .venv/bin/mypy
 exec .venv/bin/pytest -q -p no:cacheprovider "$@"

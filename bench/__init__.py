@@ -1,0 +1,1 @@
+"""FileFerry's benchmark harness: ``python -m bench`` (see bench/README.md)."""
