@@ -11,7 +11,8 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
-    wait_exponential_jitter,
+    wait_exponential,
+    wait_random,
 )
 
 from fileferry.config import DestinationSettings
@@ -45,8 +46,8 @@ class RetryPolicy:
         """``async for attempt in policy.retrying(): with attempt: ...``; re-raises the last."""
         return AsyncRetrying(
             stop=stop_after_attempt(self.attempts),
-            wait=wait_exponential_jitter(initial=self.backoff, max=self.max_backoff,
-                                         jitter=self.backoff),
+            wait=(wait_exponential(multiplier=self.backoff, max=self.max_backoff)
+                  + wait_random(0, self.backoff)),
             retry=retry_if_exception(is_retryable),
             before_sleep=before_sleep,
             reraise=True,
