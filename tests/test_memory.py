@@ -134,3 +134,39 @@ def test_streaming_200_mib_stays_within_memory_bound(
         landed.unlink(missing_ok=True)
         local.unlink(missing_ok=True)
         s3.delete_object(Bucket=bucket, Key="big.bin")
+
+
+PARALLEL_FILES = 8
+PARALLEL_SIZE = 24 * MiB
+BUDGET = 16 * MiB
+FIXED_OVERHEAD = 128 * MiB
+"""Outside the budget: copies in the SSH library's send path and HTTP read buffers."""
+
+
+def test_memory_budget_holds_with_many_files_in_parallel(
+        s3: Any, bucket: str, make_config: MakeConfig, sshd: SshdServer, remote_dir: Path,
+        tmp_path: Path) -> None:
+    """Eight 24 MiB files at once with 4 MiB chunks, with and without a 16 MiB budget."""
+    bodies = {f"par/{i}.bin": os.urandom(PARALLEL_SIZE) for i in range(PARALLEL_FILES)}
+    seed(s3, bucket, {"tiny.bin": b"x", **bodies})
+    growth = {}
+    for budget in (BUDGET, 4096 * MiB):
+        transfer = {"max_parallel_threads": PARALLEL_FILES, "default_chunk_size": 4 * MiB,
+                    "memory_budget": budget}
+        config = make_config({"acme": sftp_destination(sshd, remote_dir)}, transfer=transfer)
+        baseline = run_measured("transfer", "--config", config, "--json",
+                                f"s3://{bucket}/tiny.bin", f"acme:{budget}", cwd=tmp_path)
+        assert baseline.result["status"] == "SUCCEEDED"
+        run = run_measured("transfer", "--config", config, "--json", f"s3://{bucket}/par/",
+                           f"acme:{budget}", cwd=tmp_path)
+        assert run.result["status"] == "SUCCEEDED", run.result
+        for key, body in bodies.items():
+            landed = remote_dir / str(budget) / key.removeprefix("par/")
+            assert sha256_file(landed) == sha256_bytes(body)
+        growth[budget] = run.peak_rss - baseline.peak_rss
+    budgeted, unbudgeted = growth[BUDGET], growth[4096 * MiB]
+    print(f"\n{PARALLEL_FILES} x {PARALLEL_SIZE // MiB} MiB: peak RSS grew "
+          f"{budgeted / MiB:.1f} MiB with a {BUDGET // MiB} MiB budget, "
+          f"{unbudgeted / MiB:.1f} MiB without")
+    assert budgeted < BUDGET + FIXED_OVERHEAD
+    assert budgeted < 0.6 * unbudgeted, "the budget is what keeps memory flat"
