@@ -33,6 +33,8 @@ class Capabilities:
     """A write can continue an existing partial file."""
     supports_readback: bool = True
     """``open_read`` works, so a file can be read back and hashed."""
+    range_hashes: bool = False
+    """``digest_ranges`` works: MD5s of byte ranges and the whole file's SHA-256."""
 
 
 @dataclass(frozen=True)
@@ -113,11 +115,12 @@ class Destination(Protocol):
         """Create ``path`` and its parents; existing directories are fine."""
         ...
 
-    async def open_write(self, path: str, offset: int = 0) -> Writer:
+    async def open_write(self, path: str, offset: int = 0, *, truncate: bool = True) -> Writer:
         """Open ``path`` for writing. ``offset`` 0 creates or truncates.
 
-        A non-zero ``offset`` needs ``supports_offset_writes`` and keeps the
-        bytes before it; past the end of the file the gap reads as zeros.
+        A non-zero ``offset`` (or ``truncate=False``) needs
+        ``supports_offset_writes``, requires the file to exist and keeps its
+        bytes; past the end of the file the gap reads as zeros.
         """
         ...
 
@@ -133,6 +136,11 @@ class Destination(Protocol):
 
     async def digest(self, path: str, algorithm: HashName) -> str:
         """The server's own hex digest of ``path`` (only for ``capabilities.hashes``)."""
+        ...
+
+    async def digest_ranges(self, path: str,
+                            ranges: list[tuple[int, int]]) -> tuple[list[str], str]:
+        """MD5 of each ``[start, end)`` and the whole file's SHA-256 (``range_hashes`` only)."""
         ...
 
     def open_read(self, path: str) -> AsyncIterator[bytes]:

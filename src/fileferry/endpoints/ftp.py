@@ -244,7 +244,8 @@ class FtpDestination:
             await self._run(f"creating directory {path}", run)
             self._known_dirs.update(todo)
 
-    async def open_write(self, path: str, offset: int = 0) -> _FtpWriter:
+    async def open_write(self, path: str, offset: int = 0, *,
+                         truncate: bool = True) -> _FtpWriter:
         """Start ``STOR`` (``REST offset`` first when resuming); holds one session."""
         conn = await self._pool.acquire()
         try:
@@ -305,6 +306,10 @@ class FtpDestination:
             return str(found[0]).lower()
 
         return await self._run(f"{via} {path}", run)
+
+    async def digest_ranges(self, path: str,
+                            ranges: list[tuple[int, int]]) -> tuple[list[str], str]:
+        raise DestinationError(f"{self.name}: FTP destinations do not hash byte ranges")
 
     async def open_read(self, path: str) -> AsyncIterator[bytes]:
         conn = await self._pool.acquire()

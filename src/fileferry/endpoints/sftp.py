@@ -40,7 +40,8 @@ __all__ = ["SftpDestination", "fetch_host_key", "map_sftp_error", "pin_host_key"
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
            "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"]
 PROBE = ("md5sum --version >/dev/null 2>&1 && echo md5; "
-         "sha256sum --version >/dev/null 2>&1 && echo sha256")
+         "sha256sum --version >/dev/null 2>&1 && echo sha256; "
+         "dd --version 2>/dev/null | grep -q coreutils && echo dd")
 READ_BLOCK = 256 * 1024
 DEFAULT_SESSIONS = 2
 
@@ -123,7 +124,7 @@ class SftpDestination:
         first = await dest._open()
         try:
             home = await first.sftp.realpath(".")
-            hashes = await _probe_hashes(first.conn)
+            tools = await _probe_tools(first.conn)
         except Exception as exc:
             first.close()
             raise map_sftp_error(exc, f"starting SFTP on {name}") from exc
@@ -131,8 +132,11 @@ class SftpDestination:
         handler = getattr(first.sftp, "_handler", None)
         atomic = (bool(getattr(handler, "_supports_posix_rename", False))
                   or first.sftp.version >= 5)
-        dest.capabilities = Capabilities(hashes=hashes, supports_offset_writes=True,
-                                         supports_atomic_rename=atomic, supports_resume=True)
+        hashes = frozenset(h for h in ("md5", "sha256") if h in tools)
+        dest.capabilities = Capabilities(hashes=hashes,
+                                         supports_offset_writes=True,
+                                         supports_atomic_rename=atomic, supports_resume=True,
+                                         range_hashes={"md5", "sha256", "dd"} <= tools)
         dest._sessions.append(first)
         return dest
 
@@ -204,10 +208,11 @@ class SftpDestination:
         async with self._use(f"creating directory {path}") as session:
             await session.sftp.makedirs(path, exist_ok=True)
 
-    async def open_write(self, path: str, offset: int = 0) -> _SftpWriter:
+    async def open_write(self, path: str, offset: int = 0, *,
+                         truncate: bool = True) -> _SftpWriter:
         session = await self._session(for_file=True)
         try:
-            handle = await session.sftp.open(path, "r+b" if offset else "wb")
+            handle = await session.sftp.open(path, "wb" if truncate and not offset else "r+b")
         except Exception as exc:
             session.active -= 1
             raise _failed(session, exc, f"opening {path} for writing") from exc
@@ -243,6 +248,22 @@ class SftpDestination:
             raise DestinationError(f"{algorithm}sum of {path} failed on {self.name}: "
                                    f"{str(result.stderr or '').strip() or 'no output'}")
         return out.split()[0].lstrip("\\").lower()
+
+    async def digest_ranges(self, path: str,
+                            ranges: list[tuple[int, int]]) -> tuple[list[str], str]:
+        """MD5 of each ``[start, end)`` range and the whole file's SHA-256, in one exec."""
+        quoted = shlex.quote(path)
+        parts = [f"dd if={quoted} bs=1M iflag=skip_bytes,count_bytes skip={start} "
+                 f"count={end - start} status=none | md5sum" for start, end in ranges]
+        command = " && ".join([*parts, f"sha256sum -- {quoted}"])
+        async with self._use(f"hashing ranges of {path} on {self.name}") as session:
+            result = await session.conn.run(command, input="", check=False)
+        lines = str(result.stdout or "").split("\n")
+        if result.exit_status != 0 or len(lines) < len(ranges) + 1:
+            raise DestinationError(f"hashing the ranges of {path} failed on {self.name}: "
+                                   f"{str(result.stderr or '').strip() or 'no output'}")
+        md5s = [line.split()[0].lower() for line in lines[:len(ranges)]]
+        return md5s, lines[len(ranges)].split()[0].lstrip("\\").lower()
 
     async def open_read(self, path: str) -> AsyncIterator[bytes]:
         session = await self._session(for_file=True)
@@ -312,19 +333,13 @@ def _resolve_root(path: str, home: str) -> str:
     return posixpath.normpath(path) if path != "/" else "/"
 
 
-async def _probe_hashes(conn: Any) -> frozenset[HashName]:
-    """Which digest commands the account can run (none on SFTP-only accounts)."""
+async def _probe_tools(conn: Any) -> set[str]:
+    """Which of md5sum, sha256sum and GNU dd the account can run (none if SFTP-only)."""
     try:
         result = await conn.run(PROBE, input="", check=False, timeout=10)
     except Exception:
-        return frozenset()
-    words = set(str(result.stdout or "").split()) if result.exit_status == 0 else set()
-    found: set[HashName] = set()
-    if "md5" in words:
-        found.add("md5")
-    if "sha256" in words:
-        found.add("sha256")
-    return frozenset(found)
+        return set()
+    return set(str(result.stdout or "").split()) & {"md5", "sha256", "dd"}
 
 
 async def fetch_host_key(settings: DestinationSettings) -> Any:
@@ -408,7 +423,8 @@ def map_sftp_error(exc: BaseException, what: str) -> FileFerryError:
     if isinstance(exc, asyncssh.SFTPNoSuchFile):
         return DestinationError(f"{what}: no such file or directory")
     if isinstance(exc, asyncssh.SFTPConnectionLost | asyncssh.ConnectionLost
-                  | asyncssh.DisconnectError | asyncssh.SFTPNoConnection):
+                  | asyncssh.DisconnectError | asyncssh.SFTPNoConnection
+                  | asyncssh.ChannelOpenError):
         return EndpointUnavailable(f"{what}: connection lost ({exc})")
     if isinstance(exc, asyncssh.SFTPError):
         return DestinationError(f"{what}: {exc.reason or exc}")

@@ -31,7 +31,8 @@ from fileferry.transfer.progress import ProgressSubscriber
 from fileferry.transfer.retry import RetryPolicy
 from fileferry.transfer.throttle import ThrottledWriter, TokenBucket
 
-__all__ = ["CopyOptions", "alternative_name", "copy_file", "place", "temp_name", "verify_file"]
+__all__ = ["CopyOptions", "ResumeState", "alternative_name", "copy_file", "place",
+           "remove_quietly", "temp_name", "verify_file"]
 
 log = logging.getLogger(__name__)
 MAX_RENAME_TRIES = 1000
@@ -129,7 +130,7 @@ class CopyOptions:
     bucket: TokenBucket | None = None
 
 
-class _Progress:
+class ResumeState:
     """What one file's attempts have achieved: digests at confirmed offsets."""
 
     def __init__(self) -> None:
@@ -157,7 +158,7 @@ class _Progress:
         return self.digests.size
 
 
-async def _cleanup(dest: Destination, tmp: str) -> None:
+async def remove_quietly(dest: Destination, tmp: str) -> None:
     try:
         await asyncio.wait_for(dest.remove(tmp), 30)
     except (FileFerryError, TimeoutError) as exc:
@@ -165,7 +166,7 @@ async def _cleanup(dest: Destination, tmp: str) -> None:
                     tmp, exc)
 
 
-async def _resume_point(dest: Destination, tmp: str, state: _Progress) -> int:
+async def _resume_point(dest: Destination, tmp: str, state: ResumeState) -> int:
     if not state.started:
         return 0
     if state.sent:  # only verifying or renaming failed: nothing to send again
@@ -178,7 +179,7 @@ async def _resume_point(dest: Destination, tmp: str, state: _Progress) -> int:
 
 
 async def _send(source: Source, dest: Destination, plan: FilePlan, tmp: str, offset: int,
-                state: _Progress, options: CopyOptions, progress: ProgressSubscriber) -> None:
+                state: ResumeState, options: CopyOptions, progress: ProgressSubscriber) -> None:
     # The destination first: a refusal there should not leave an S3 GET open.
     writer: Writer = await dest.open_write(tmp, offset)
     if options.bucket is not None:
@@ -206,7 +207,7 @@ async def _send(source: Source, dest: Destination, plan: FilePlan, tmp: str, off
 
 
 async def _attempt(source: Source, dest: Destination, plan: FilePlan, tmp: str,
-                   state: _Progress, options: CopyOptions,
+                   state: ResumeState, options: CopyOptions,
                    progress: ProgressSubscriber) -> FileResult:
     offset = await _resume_point(dest, tmp, state)
     if state.started and not state.sent:
@@ -233,7 +234,7 @@ async def copy_file(source: Source, dest: Destination, plan: FilePlan, options: 
     removed (where the server can still be reached).
     """
     tmp = temp_name(plan.destination, options.tag)
-    state = _Progress()
+    state = ResumeState()
     progress.file_started(plan)
 
     def before_sleep(call: RetryCallState) -> None:
@@ -248,7 +249,7 @@ async def copy_file(source: Source, dest: Destination, plan: FilePlan, options: 
                 result = await _attempt(source, dest, plan, tmp, state, options, progress)
     except BaseException:
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.shield(_cleanup(dest, tmp))
+            await asyncio.shield(remove_quietly(dest, tmp))
         raise
     progress.file_finished(result)
     return result

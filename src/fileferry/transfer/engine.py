@@ -32,6 +32,7 @@ from fileferry.models import FilePlan, FileResult, TransferResult, VerifiedBy, n
 from fileferry.paths import relative_key, split_destination, target_dir, target_path
 from fileferry.transfer.copy import CopyOptions, copy_file
 from fileferry.transfer.progress import Broadcast, ProgressSubscriber
+from fileferry.transfer.ranges import copy_ranges, plan_ranges, uses_ranges
 from fileferry.transfer.retry import RetryPolicy, Sleep
 from fileferry.transfer.throttle import ByteBudget, TokenBucket
 
@@ -128,7 +129,8 @@ def verification_plan(dest: Destination, mode: str) -> VerifiedBy:
 async def _copy_all(source: Source, dest: Destination, plans: list[FilePlan],
                     settings: Settings, options: CopyOptions,
                     progress: ProgressSubscriber) -> tuple[list[FileResult], FileFerryError | None]:
-    gate = asyncio.Semaphore(settings.transfer.max_parallel_threads)
+    transfer = settings.transfer
+    gate = asyncio.Semaphore(transfer.max_parallel_threads)
     results = [FileResult(source=p.source, destination=p.destination, size=p.size)
                for p in plans]
     errors: list[FileFerryError] = []
@@ -139,7 +141,14 @@ async def _copy_all(source: Source, dest: Destination, plans: list[FilePlan],
                 results[i].status = "CANCELLED"
                 return
             try:
-                results[i] = await copy_file(source, dest, plan, options, progress)
+                if uses_ranges(dest, plan, transfer.large_file_threshold,
+                               transfer.min_range_size, options.verify):
+                    ranges = plan_ranges(plan.size, transfer.min_range_size,
+                                         transfer.max_ranges)
+                    results[i] = await copy_ranges(source, dest, plan, options, progress,
+                                                   ranges)
+                else:
+                    results[i] = await copy_file(source, dest, plan, options, progress)
             except Exception as exc:
                 err = exc if isinstance(exc, FileFerryError) else TransferFailed(
                     f"{plan.source}: unexpected error {exc!r}")
