@@ -135,13 +135,13 @@ async def test_many_small_files_reuse_a_few_connections(settings_for: SettingsFo
                                                         ssh_proxy: FaultProxy,
                                                         remote_dir: Path, tmp_path: Path,
                                                         s3: Any, bucket: str) -> None:
-    objects = {f"tiny/{i:04d}.txt": f"row {i}\n".encode() for i in range(300)}
-    seed(s3, bucket, objects)
+    objects = {f"tiny/{i:04d}.txt": f"row {i}\n".encode() for i in range(1000)}
+    seed(s3, bucket, {**objects, "later/x.txt": b"x"})
     settings = settings_for({"t": through(sshd, ssh_proxy, remote_dir, tmp_path,
-                                          max_sessions=2)},
+                                          max_sessions=2, verify="size")},
                             transfer={"max_parallel_threads": 8})
     first = await send(settings, f"s3://{bucket}/tiny/", dest="t:one")
-    second = await send(settings, f"s3://{bucket}/tiny/", dest="t:two")
+    second = await send(settings, f"s3://{bucket}/later/", dest="t:two")
     assert first.status == second.status == "SUCCEEDED"
-    assert len(tree(remote_dir)) == 600
+    assert len(tree(remote_dir)) == 1001
     assert ssh_proxy.connections <= 2, "pooled across files and transfers"
