@@ -16,12 +16,11 @@ import sys
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from typer.exceptions import Abort, TyperException
 
-from fileferry import console
 from fileferry.config import load_settings
 from fileferry.endpoints.registry import close_idle_destinations
 from fileferry.errors import FileFerryError, HostKeyMismatch, TransferFailed, UsageError
@@ -30,6 +29,23 @@ from fileferry.transfer.engine import TransferRequest, run_transfer
 
 __all__ = ["app", "main"]
 
+if TYPE_CHECKING:
+    from fileferry import console
+else:
+    class _LazyConsole:
+        """``fileferry.console`` on first use: rich costs ~65 ms to import, and a
+        ``--json`` run off a terminal never draws anything."""
+
+        def isatty(self) -> bool:
+            return sys.stderr.isatty()
+
+        def __getattr__(self, name: str) -> Any:
+            from fileferry import console as real
+
+            return getattr(real, name)
+
+    console = _LazyConsole()
+
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Verified, auditable hand-offs of S3 objects to SFTP partners.")
 
@@ -37,7 +53,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", metavar="FILE"
                                                 help="configuration file (default: "
                                                 "$FILEFERRY_CONFIG, else ./fileferry.yaml)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON line on stdout")]
-EXIT = {"SUCCEEDED": 0, "FAILED": 1, "REFUSED": 2}
+EXIT = {"SUCCEEDED": 0, "FAILED": 1, "REFUSED": 2, "CANCELLED": 1}
 T = TypeVar("T")
 
 
@@ -97,12 +113,16 @@ def transfer(
     request = TransferRequest(sources=paths[:-1], destination=paths[-1],
                               requester=user or getpass.getuser(), dry_run=dry_run,
                               transfer_id=tid)
+    from fileferry.services import submit_transfer
+
     try:
-        if console.isatty() and not dry_run:
-            with console.ProgressBars() as bars:
-                result = _run(run_transfer(settings, request, [bars]))
-        else:
+        if dry_run:  # the plan only: no workflow, no store
             result = _run(run_transfer(settings, request))
+        elif console.isatty():
+            with console.ProgressBars() as bars:
+                result = _run(submit_transfer(settings, request, [bars]))
+        else:
+            result = _run(submit_transfer(settings, request))
     except Exception as exc:  # a bug: still one JSON line and exit 1
         logging.getLogger(__name__).exception("unexpected error")
         err = TransferFailed(f"internal error: {exc!r}")
@@ -179,6 +199,65 @@ def check(name: Annotated[str, typer.Argument(help="destination name")],
     except FileFerryError as exc:
         _fail(exc, as_json)
     _report(data, as_json)
+
+
+@app.command()
+def resume(
+    transfer_id: Annotated[str | None, typer.Argument(help="the transfer to resume "
+                                                      "(default: every unfinished one)")] = None,
+    config: ConfigOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Continue unfinished transfers from their last checkpoint (after a crash)."""
+    from fileferry.services import resume_transfers
+
+    try:
+        results = _run(resume_transfers(load_settings(config), transfer_id))
+    except FileFerryError as exc:
+        _fail(exc, as_json)
+    for result in results:
+        if as_json:
+            print(result.to_json())
+        else:
+            console.print_result(result)
+    if not results and not as_json:
+        console.stdout.print("nothing to resume")
+    worst = max((EXIT[r.status] for r in results), default=0)
+    raise typer.Exit(worst)
+
+
+@app.command()
+def history(transfer_id: Annotated[str, typer.Argument(help="transfer id")],
+            config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Each state the transfer's workflow entered and left, with times, retries and errors."""
+    from fileferry.services import history as load_history
+
+    try:
+        events = _run(load_history(load_settings(config), transfer_id))
+    except FileFerryError as exc:
+        _fail(exc, as_json)
+    if not events:
+        _fail(UsageError(f"no history for {transfer_id}"), as_json)
+    if as_json:
+        print(json.dumps({"ok": True, "transfer_id": transfer_id, "events": events},
+                         separators=(",", ":")))
+        return
+    console.print_history(events)
+
+
+@app.command()
+def cancel(transfer_id: Annotated[str, typer.Argument(help="transfer id")],
+           config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Stop a running transfer cleanly: temporary files removed, tickets updated."""
+    from fileferry.services import request_cancel
+
+    try:
+        asked = _run(request_cancel(load_settings(config), transfer_id))
+    except FileFerryError as exc:
+        _fail(exc, as_json)
+    if not asked:
+        _fail(UsageError(f"{transfer_id} is not running"), as_json)
+    _report({"transfer_id": transfer_id, "cancel": "requested"}, as_json)
 
 
 @app.command()

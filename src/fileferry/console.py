@@ -118,3 +118,22 @@ def print_result(result: TransferResult, console: Console = stdout,
 
 def isatty() -> bool:
     return sys.stderr.isatty()
+
+
+def print_history(events: list[dict[str, object]], console: Console = stdout) -> None:
+    """One line per event: time, state (with its Map path), what happened."""
+    import datetime as _dt
+
+    table = Table(title="history", title_justify="left")
+    for column in ("time", "state", "event", "detail"):
+        table.add_column(column, overflow="fold")
+    for e in events:
+        at = _dt.datetime.fromtimestamp(float(str(e.get("at", 0))), tz=_dt.UTC)
+        state = str(e.get("path") or e.get("state"))
+        detail = ""
+        if e.get("event") in ("retrying", "failed"):
+            detail = f"{e.get('error')}: {e.get('cause')}"
+            if e.get("event") == "retrying":
+                detail = f"attempt {e.get('attempt')} in {e.get('delay')}s; {detail}"
+        table.add_row(at.strftime("%H:%M:%S.%f")[:-3], state, str(e.get("event")), detail)
+    console.print(table)

@@ -13,7 +13,7 @@ __all__ = ["FilePlan", "FileResult", "FileStatus", "TransferResult", "TransferSt
            "VerifiedBy", "new_transfer_id"]
 
 VerifiedBy = Literal["server-sha256", "server-md5", "readback-sha256", "size", "none"]
-TransferStatus = Literal["SUCCEEDED", "FAILED", "REFUSED"]
+TransferStatus = Literal["SUCCEEDED", "FAILED", "REFUSED", "CANCELLED"]
 FileStatus = Literal["DELIVERED", "FAILED", "CANCELLED", "PLANNED"]
 
 
@@ -48,6 +48,7 @@ class FileResult(BaseModel):
 
 class TransferResult(BaseModel):
     transfer_id: str
+    execution_id: str | None = None
     status: TransferStatus
     files: list[FileResult]
     error: dict[str, str] | None = None

@@ -86,6 +86,6 @@ async def test_ranges_resume_after_a_cut(settings_for: SettingsFor, sshd: SshdSe
         assert result.status == "SUCCEEDED", result.error
         assert tree(remote_dir) == {"big.bin": body}
         assert result.files[0].sha256 == hashlib.sha256(body).hexdigest()
-        assert proxy.cuts == 1 and recorder.resumed_at
+        assert proxy.cuts == 1 and recorder.retries >= 1
         assert proxy.bytes_up < 1.5 * len(body)
     assert FAST_RETRY["retry_backoff"] == 0

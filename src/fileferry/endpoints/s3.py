@@ -2,20 +2,27 @@
 
 boto3 is synchronous; its calls run in worker threads and a small read-ahead
 queue lets the next chunk download while the previous one is being written.
+The client itself (~0.1 s of loading service models) is built in a
+background thread, while the destination is being connected to.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import concurrent.futures
 import contextlib
+import threading
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import boto3
+import boto3.s3.inject  # imported here, not for the first time in the client thread
 import botocore.config
 import botocore.exceptions
+import botocore.httpchecksum
+import botocore.response
 
 from fileferry.endpoints.base import ObjectInfo
 from fileferry.errors import (
@@ -103,6 +110,27 @@ def _checksums(meta: dict[str, Any], whole_object: bool) -> dict[str, str]:
     return out
 
 
+def _without_flexible_checksum(body: Any) -> Any:
+    """The plain body under botocore's CRC-validating wrapper, when our own check covers it.
+
+    With ``ChecksumMode=ENABLED`` (needed to receive ``x-amz-checksum-sha256``)
+    botocore also validates the object's CRC32/CRC32C on every byte it reads,
+    a second pass over the data on the client. When S3 holds an MD5 (a
+    single-part ETag) or a SHA-256 for the whole object, the stream is already
+    compared with that, so the CRC adds cost and no protection. The plain
+    ``StreamingBody`` still checks the Content-Length. Anything unexpected
+    keeps the validating body.
+    """
+    checksum_body = getattr(botocore.httpchecksum, "StreamingChecksumBody", None)
+    if checksum_body is None or type(body) is not checksum_body:
+        return body
+    raw: Any = getattr(body, "_raw_stream", None)
+    length: Any = getattr(body, "_content_length", None)
+    if raw is None or length is None or getattr(body, "_amount_read", 1) != 0:
+        return body
+    return botocore.response.StreamingBody(raw, length)
+
+
 class S3Stream:
     """An open GET: ``info`` from the response headers, chunks by iterating."""
 
@@ -160,6 +188,10 @@ class S3Stream:
                     budget.release(len(left))
             await asyncio.to_thread(self._body.close)
 
+    async def aclose(self) -> None:
+        """Release a GET that will not be read (iterating to the end closes it by itself)."""
+        await asyncio.to_thread(self._body.close)
+
 
 class S3Source:
     """Reads objects from S3 or any S3-compatible endpoint."""
@@ -168,17 +200,37 @@ class S3Source:
                  client: Any = None, budget: ByteBudget | None = None) -> None:
         self._chunk_size = chunk_size
         self._budget = budget
-        self._client = client or boto3.session.Session().client(
-            "s3",
-            endpoint_url=settings.endpoint_url,
-            region_name=settings.region,
-            config=botocore.config.Config(max_pool_connections=max_connections,
-                                          retries={"mode": "standard", "max_attempts": 5}),
-        )
+        self._ready: concurrent.futures.Future[Any] = concurrent.futures.Future()
+        if client is not None:
+            self._ready.set_result(client)
+        else:
+            threading.Thread(target=self._build, args=(settings, max_connections),
+                             name="fileferry-s3-client", daemon=True).start()
+
+    def _build(self, settings: S3Settings, max_connections: int) -> None:
+        try:
+            client = boto3.session.Session().client(
+                "s3",
+                endpoint_url=settings.endpoint_url,
+                region_name=settings.region,
+                config=botocore.config.Config(max_pool_connections=max_connections,
+                                              retries={"mode": "standard", "max_attempts": 5}),
+            )
+        except BaseException as exc:  # raised again where the client is first needed
+            self._ready.set_exception(exc)
+        else:
+            self._ready.set_result(client)
+
+    async def _client(self) -> Any:
+        """The boto3 client, once the background thread has built it."""
+        if not self._ready.done():
+            await asyncio.wrap_future(self._ready)
+        return self._ready.result()
 
     async def _call(self, what: str, method: str, **kwargs: Any) -> Any:
+        client = await self._client()
         try:
-            return await asyncio.to_thread(getattr(self._client, method), **kwargs)
+            return await asyncio.to_thread(getattr(client, method), **kwargs)
         except Exception as exc:
             raise map_s3_error(exc, what) from exc
 
@@ -190,10 +242,11 @@ class S3Source:
 
     async def list(self, bucket: str, prefix: str) -> list[ObjectInfo]:
         what = f"s3://{bucket}/{prefix}"
+        client = await self._client()
 
         def collect() -> list[ObjectInfo]:
             out = []
-            pages = self._client.get_paginator("list_objects_v2").paginate(
+            pages = client.get_paginator("list_objects_v2").paginate(
                 Bucket=bucket, Prefix=prefix)
             for page in pages:
                 for item in page.get("Contents", []):
@@ -216,4 +269,7 @@ class S3Source:
             kwargs["Range"] = f"bytes={start}-" + ("" if end is None else str(end - 1))
         resp = await self._call(what, "get_object", **kwargs)
         info = ObjectInfo(key, int(resp["ContentLength"]), _checksums(resp, whole))
-        return S3Stream(info, resp["Body"], self._chunk_size, what, self._budget)
+        body = resp["Body"]
+        if info.checksums:
+            body = _without_flexible_checksum(body)
+        return S3Stream(info, body, self._chunk_size, what, self._budget)

@@ -10,7 +10,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import getpass
+import logging
 import posixpath
+import secrets
 import shlex
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -36,6 +38,8 @@ if TYPE_CHECKING:
 
 __all__ = ["SftpDestination", "fetch_host_key", "map_sftp_error", "pin_host_key"]
 
+log = logging.getLogger(__name__)
+
 # AES-GCM first: ~1.5x faster than the ChaCha20 default where AES-NI exists.
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
            "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"]
@@ -43,6 +47,9 @@ PROBE = ("md5sum --version >/dev/null 2>&1 && echo md5; "
          "sha256sum --version >/dev/null 2>&1 && echo sha256; "
          "dd --version 2>/dev/null | grep -q coreutils && echo dd")
 READ_BLOCK = 256 * 1024
+EOF_PROBE = 64 * 1024
+"""Read-back: the size of the last read that proves the end of the file (one request)."""
+SHELL_START_TIMEOUT = 10
 DEFAULT_SESSIONS = 2
 
 
@@ -90,12 +97,77 @@ class _Session:
     sftp: Any
     active: int = 0
     dead: bool = False
+    shell: _DigestShell | None = None
+    shell_failed: bool = False
 
     def close(self) -> None:
         self.dead = True
+        if self.shell is not None:
+            self.shell.close()
         with contextlib.suppress(Exception):
             self.sftp.exit()
         self.conn.close()
+
+
+class _ShellBroken(Exception):
+    """The persistent digest shell cannot be trusted any more (the request is retried)."""
+
+
+class _DigestShell:
+    """A long-lived ``sh`` on one connection that runs ``md5sum``/``sha256sum`` on request.
+
+    Each digest through a new exec costs a channel, a session process and a
+    shell on the server (~10 ms per file). This shell takes one command at a
+    time (``lock``), each followed by ``echo TOKEN $?`` with a fresh random
+    token, so every answer is matched to its own request; a request that
+    fails or is cancelled half-way closes the shell for good.
+    """
+
+    def __init__(self, process: Any) -> None:
+        self._process = process
+        self.lock = asyncio.Lock()
+        self.broken = False
+
+    @classmethod
+    async def start(cls, conn: Any) -> _DigestShell:
+        process = await conn.create_process("exec sh", encoding="utf-8", errors="replace")
+        shell = cls(process)
+        # Whatever the login scripts print comes before this line: skip it.
+        await asyncio.wait_for(shell._run("true"), SHELL_START_TIMEOUT)
+        return shell
+
+    async def digest(self, path: str, algorithm: HashName) -> tuple[int, str]:
+        """(exit status, output) of ``ALGsum -- PATH``; raises ``_ShellBroken``."""
+        return await self._run(f"{algorithm}sum -- {shlex.quote(path)}")
+
+    async def _run(self, command: str) -> tuple[int, str]:
+        if self.broken:
+            raise _ShellBroken("closed")
+        token = f"__fileferry_{secrets.token_hex(8)}"
+        try:
+            self._process.stdin.write(f"{command} 2>&1; echo \"{token} $?\"\n")
+            lines: list[str] = []
+            while True:
+                line = await self._process.stdout.readline()
+                if not line:
+                    raise _ShellBroken("the shell ended")
+                if line.startswith(token + " "):
+                    return int(line.split()[1]), "".join(lines)
+                lines.append(line)
+        except _ShellBroken:
+            self.close()
+            raise
+        except Exception as exc:
+            self.close()
+            raise _ShellBroken(repr(exc)) from exc
+        except BaseException:  # cancelled half-way: the next answer would be this one's
+            self.close()
+            raise
+
+    def close(self) -> None:
+        self.broken = True
+        with contextlib.suppress(Exception):
+            self._process.close()
 
 
 class SftpDestination:
@@ -213,9 +285,11 @@ class SftpDestination:
         session = await self._session(for_file=True)
         try:
             handle = await session.sftp.open(path, "wb" if truncate and not offset else "r+b")
-        except Exception as exc:
-            session.active -= 1
-            raise _failed(session, exc, f"opening {path} for writing") from exc
+        except BaseException as exc:
+            session.active -= 1  # also when cancelled: the slot must not leak
+            if isinstance(exc, Exception):
+                raise _failed(session, exc, f"opening {path} for writing") from exc
+            raise
         return _SftpWriter(session, handle, path, offset)
 
     async def rename(self, src: str, dst: str, overwrite: bool) -> None:
@@ -241,13 +315,43 @@ class SftpDestination:
 
     async def digest(self, path: str, algorithm: HashName) -> str:
         async with self._use(f"running {algorithm}sum on {self.name}") as session:
-            command = f"{algorithm}sum -- {shlex.quote(path)}"
-            result = await session.conn.run(command, input="", check=False)
-        out = str(result.stdout or "")
-        if result.exit_status != 0 or not out:
+            answer = await self._digest_in_shell(session, path, algorithm)
+            if answer is None:  # no shell, or it is busy with another file: one exec
+                command = f"{algorithm}sum -- {shlex.quote(path)}"
+                result = await session.conn.run(command, input="", check=False)
+                answer = (result.exit_status, str(result.stdout or ""),
+                          str(result.stderr or ""))
+        status, out, err = answer
+        if status != 0 or not out:
             raise DestinationError(f"{algorithm}sum of {path} failed on {self.name}: "
-                                   f"{str(result.stderr or '').strip() or 'no output'}")
+                                   f"{(err or out).strip() or 'no output'}")
         return out.split()[0].lstrip("\\").lower()
+
+    async def _digest_in_shell(self, session: _Session, path: str,
+                               algorithm: HashName) -> tuple[int, str, str] | None:
+        """The digest through the session's persistent shell; None to use an exec instead."""
+        if session.shell is None or session.shell.broken:
+            if session.shell_failed or (session.shell is not None and session.shell.broken):
+                return None
+            session.shell_failed = True  # until it has started
+            try:
+                session.shell = await _DigestShell.start(session.conn)
+            except Exception as exc:
+                log.debug("no persistent shell on %s (%s); using one exec per digest",
+                          self.name, exc)
+                return None
+            session.shell_failed = False
+        shell = session.shell
+        if shell.lock.locked():
+            return None
+        async with shell.lock:
+            try:
+                status, out = await shell.digest(path, algorithm)
+            except _ShellBroken as exc:
+                log.debug("the persistent shell on %s ended (%s); using an exec", self.name,
+                          exc)
+                return None
+        return (status, out, "") if status == 0 else (status, "", out)
 
     async def digest_ranges(self, path: str,
                             ranges: list[tuple[int, int]]) -> tuple[list[str], str]:
@@ -269,7 +373,14 @@ class SftpDestination:
         session = await self._session(for_file=True)
         try:
             async with session.sftp.open(path, "rb") as handle:
-                while chunk := await handle.read(READ_BLOCK * 16):
+                # Sized reads: asyncssh turns a read into as many parallel requests as it
+                # covers, so asking for 4 MiB of a 64 KiB file would send 16 requests, and
+                # again at the end. The size only shapes the requests: the loop still reads
+                # until the server says end of file.
+                left = int((await handle.stat()).size or 0)
+                while chunk := await handle.read(min(left, READ_BLOCK * 16) if left > 0
+                                                 else EOF_PROBE):
+                    left -= len(chunk)
                     yield chunk
         except Exception as exc:
             raise _failed(session, exc, f"reading back {path}") from exc

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from tenacity import RetryCallState
 
-from fileferry.endpoints.base import Destination, Source, Writer
+from fileferry.endpoints.base import ByteStream, Destination, Source, Writer
 from fileferry.errors import (
     ChecksumMismatch,
     DestinationError,
@@ -128,6 +128,9 @@ class CopyOptions:
     tag: str = "tmp"
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     bucket: TokenBucket | None = None
+    resume_existing: bool = False
+    """Continue a temporary file an earlier process left (after a crash): its bytes are
+    read back to rebuild the digests, then only the rest is sent."""
 
 
 class ResumeState:
@@ -166,9 +169,23 @@ async def remove_quietly(dest: Destination, tmp: str) -> None:
                     tmp, exc)
 
 
-async def _resume_point(dest: Destination, tmp: str, state: ResumeState) -> int:
-    if not state.started:
+async def _adopt_existing(dest: Destination, tmp: str, state: ResumeState) -> int:
+    caps = dest.capabilities
+    info = await dest.stat(tmp) if caps.supports_resume and caps.supports_readback else None
+    if info is None or info.size == 0:
         return 0
+    state.digests = Digests()
+    async for chunk in dest.open_read(tmp):
+        await state.digests.update_async(chunk)
+    state.checkpoint()
+    log.info("resuming %s from %d bytes left by an earlier attempt", tmp, state.digests.size)
+    return state.digests.size
+
+
+async def _resume_point(dest: Destination, tmp: str, state: ResumeState,
+                        resume_existing: bool = False) -> int:
+    if not state.started:
+        return await _adopt_existing(dest, tmp, state) if resume_existing else 0
     if state.sent:  # only verifying or renaming failed: nothing to send again
         return state.digests.size
     if not dest.capabilities.supports_resume:
@@ -178,22 +195,107 @@ async def _resume_point(dest: Destination, tmp: str, state: ResumeState) -> int:
     return state.resume_from(info.size if info else 0)
 
 
+async def _close_stream(stream: ByteStream) -> None:
+    """Release a GET that will not be read (``aclose`` where the source offers it)."""
+    close = getattr(stream, "aclose", None)
+    if close is not None:
+        with contextlib.suppress(Exception):
+            await close()
+
+
+async def _open_both(source: Source, dest: Destination, plan: FilePlan, tmp: str,
+                     offset: int) -> tuple[Writer, ByteStream]:
+    """Open the temporary file and the S3 GET at the same time (one round trip, not two).
+
+    If either fails, the other is closed again before the error propagates: a
+    refusal at the destination leaves no S3 GET open, a failed GET leaves no
+    file open (the caller removes the temporary file, as before).
+    """
+    opening = asyncio.ensure_future(dest.open_write(tmp, offset))
+    getting = asyncio.ensure_future(source.open_range(plan.bucket, plan.key, start=offset))
+    try:
+        await asyncio.wait((opening, getting))
+    except BaseException:  # cancelled while waiting: let both finish, then undo them
+        opening.cancel()
+        getting.cancel()
+        await asyncio.gather(opening, getting, return_exceptions=True)
+        await _undo(opening, getting)
+        raise
+    if opening.exception() is None and getting.exception() is None:
+        return opening.result(), getting.result()
+    await _undo(opening, getting)
+    error = opening.exception() or getting.exception()  # the destination's error first
+    assert error is not None
+    raise error
+
+
+async def _undo(opening: asyncio.Future[Writer], getting: asyncio.Future[ByteStream]) -> None:
+    if opening.done() and not opening.cancelled() and opening.exception() is None:
+        await opening.result().abort()
+    if getting.done() and not getting.cancelled() and getting.exception() is None:
+        await _close_stream(getting.result())
+
+
+async def _hash_after(previous: asyncio.Future[Digests] | None, digests: Digests,
+                      chunk: bytes) -> Digests:
+    """Hash ``chunk`` once ``previous`` has (order matters); return a snapshot after it."""
+    if previous is not None:
+        await asyncio.shield(previous)
+    await digests.update_async(chunk)
+    return digests.copy()
+
+
+async def _stream(stream: ByteStream, writer: Writer, plan: FilePlan, state: ResumeState,
+                  progress: ProgressSubscriber) -> None:
+    """Write every chunk while hashing it in a worker thread, hashing one chunk behind.
+
+    The SHA-256/MD5 of chunk *n* may still run while chunk *n+1* is written,
+    so neither waits for the other. A checkpoint (the digests at a chunk
+    boundary) is recorded only once the destination has acknowledged every
+    byte before it *and* the hash has reached it, so ``resume_from`` never
+    continues from bytes the server did not confirm. At most two chunks are
+    being hashed at once (memory stays bounded); all hashing has finished
+    when this returns or raises.
+    """
+    digests = state.digests
+    hashing: asyncio.Future[Digests] | None = None
+    written: deque[asyncio.Future[Digests]] = deque()  # acknowledged, hash maybe pending
+    try:
+        async for chunk in stream:
+            hashing = asyncio.ensure_future(_hash_after(hashing, digests, chunk))
+            await writer.write(chunk)
+            written.append(hashing)
+            while written and (written[0].done() or len(written) > 1):
+                state.checkpoints.append(await written.popleft())
+            progress.bytes_moved(plan, len(chunk))
+        while written:
+            state.checkpoints.append(await written.popleft())
+    except BaseException:
+        if hashing is not None:  # let the hash chain settle; keep confirmed, hashed boundaries
+            await asyncio.gather(hashing, return_exceptions=True)
+        while written and written[0].done() and not written[0].cancelled() \
+                and written[0].exception() is None:
+            state.checkpoints.append(written.popleft().result())
+        raise
+
+
 async def _send(source: Source, dest: Destination, plan: FilePlan, tmp: str, offset: int,
                 state: ResumeState, options: CopyOptions, progress: ProgressSubscriber) -> None:
-    # The destination first: a refusal there should not leave an S3 GET open.
-    writer: Writer = await dest.open_write(tmp, offset)
+    if offset and offset >= plan.size:  # every byte is there already: nothing to stream
+        state.expected = state.expected or {k: v for k, v in (
+            ("md5", plan.source_md5), ("sha256", plan.source_sha256)) if v}
+        _check_source(plan, state.expected, state.digests, plan.size)
+        state.sent = True
+        return
+    writer, stream = await _open_both(source, dest, plan, tmp, offset)
     if options.bucket is not None:
         writer = ThrottledWriter(writer, options.bucket)
     try:
-        stream = await source.open_range(plan.bucket, plan.key, start=offset)
         if offset == 0:
             state.expected = {k: v for k, v in (("md5", plan.source_md5),
                                                 ("sha256", plan.source_sha256)) if v}
             state.expected.update(stream.info.checksums)
-        async for chunk in stream:
-            await asyncio.gather(writer.write(chunk), state.digests.update_async(chunk))
-            state.checkpoint()
-            progress.bytes_moved(plan, len(chunk))
+        await _stream(stream, writer, plan, state, progress)
         await writer.commit()
     except BaseException:
         await writer.abort()
@@ -209,8 +311,12 @@ async def _send(source: Source, dest: Destination, plan: FilePlan, tmp: str, off
 async def _attempt(source: Source, dest: Destination, plan: FilePlan, tmp: str,
                    state: ResumeState, options: CopyOptions,
                    progress: ProgressSubscriber) -> FileResult:
-    offset = await _resume_point(dest, tmp, state)
-    if state.started and not state.sent:
+    fresh = not state.started
+    offset = await _resume_point(dest, tmp, state, options.resume_existing)
+    if offset > plan.size:
+        state.reset()
+        offset = 0
+    if offset and (not fresh or options.resume_existing) and not state.sent:
         progress.file_resumed(plan, offset)
     state.started = True
     if not state.sent:

@@ -36,7 +36,9 @@ from fileferry.transfer.ranges import copy_ranges, plan_ranges, uses_ranges
 from fileferry.transfer.retry import RetryPolicy, Sleep
 from fileferry.transfer.throttle import ByteBudget, TokenBucket
 
-__all__ = ["TransferRequest", "build_plan", "run_transfer", "verification_plan"]
+__all__ = ["TransferRequest", "build_plan", "destination_settings", "make_parents",
+           "refuse_existing",
+           "run_transfer", "verification_plan"]
 
 log = logging.getLogger(__name__)
 STAT_CONCURRENCY = 16
@@ -101,7 +103,7 @@ async def build_plan(source: Source, dest: Destination, name: str,
     return plans
 
 
-async def _refuse_existing(dest: Destination, plans: list[FilePlan], name: str) -> None:
+async def refuse_existing(dest: Destination, plans: list[FilePlan], name: str) -> None:
     gate = asyncio.Semaphore(STAT_CONCURRENCY)
 
     async def exists(plan: FilePlan) -> bool:
@@ -115,6 +117,12 @@ async def _refuse_existing(dest: Destination, plans: list[FilePlan], name: str) 
                                           else "")
         raise TargetExists(f"already on {name}: {shown}; destinations.{name}.on_conflict is "
                            "'fail' (set overwrite or rename, or remove them)")
+
+
+async def make_parents(dest: Destination, plans: Sequence[FilePlan]) -> None:
+    """Create each target directory once (before any file is opened)."""
+    for parent in sorted({posixpath.dirname(p.destination) for p in plans}):
+        await dest.makedirs(parent)
 
 
 def verification_plan(dest: Destination, mode: str) -> VerifiedBy:
@@ -158,8 +166,7 @@ async def _copy_all(source: Source, dest: Destination, plans: list[FilePlan],
                 results[i].error = err.to_dict()
                 progress.file_finished(results[i])
 
-    for parent in sorted({posixpath.dirname(p.destination) for p in plans}):
-        await dest.makedirs(parent)
+    await make_parents(dest, plans)
     await asyncio.gather(*(one(i, p) for i, p in enumerate(plans)))
     return results, (errors[0] if errors else None)
 
@@ -186,7 +193,7 @@ async def run_transfer(settings: Settings, request: TransferRequest,
         async with open_destination(name, dsettings, settings.transfer, retry) as dest:
             plans = await build_plan(source, dest, name, request)
             if dsettings.on_conflict == "fail":
-                await _refuse_existing(dest, plans, name)
+                await refuse_existing(dest, plans, name)
             if request.dry_run:
                 check = verification_plan(dest, dsettings.verify)
                 files = [FileResult(source=p.source, destination=p.destination, size=p.size,

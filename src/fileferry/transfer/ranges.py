@@ -15,6 +15,8 @@ import asyncio
 import logging
 import math
 
+from tenacity import RetryCallState
+
 from fileferry.endpoints.base import Destination, Source, Writer
 from fileferry.errors import FileFerryError, SourceError, VerificationFailed
 from fileferry.models import FilePlan, FileResult, VerifiedBy
@@ -50,9 +52,8 @@ async def _send_range(source: Source, dest: Destination, plan: FilePlan, tmp: st
     start, end = rng
 
     async def attempt() -> None:
-        if state.started:
-            done = state.resume_from(state.checkpoints[-1].size if state.checkpoints else 0)
-            progress.file_resumed(plan, done)
+        if state.started:  # continue after the last acknowledged chunk of this range
+            state.resume_from(state.checkpoints[-1].size if state.checkpoints else 0)
         state.started = True
         offset = start + state.digests.size
         if offset >= end:
@@ -75,7 +76,11 @@ async def _send_range(source: Source, dest: Destination, plan: FilePlan, tmp: st
             raise SourceError(f"{plan.source}: range {start}-{end} gave {state.digests.size} "
                               "bytes")
 
-    async for retry in options.retry.retrying():
+    def before_sleep(call: RetryCallState) -> None:
+        error = call.outcome.exception() if call.outcome else None
+        progress.file_retrying(plan, call.attempt_number, f"range {start}-{end}: {error}")
+
+    async for retry in options.retry.retrying(before_sleep):
         with retry:
             await attempt()
 

@@ -1,0 +1,81 @@
+"""TransferToFTP and ChunkedTransfer: move one task's files, each proved before its rename.
+
+Idempotent: a file the store already records as delivered is skipped; a
+temporary file left by a crashed attempt is adopted (its bytes are read back
+to rebuild the digests) and only the rest is sent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from fileferry.endpoints.base import Destination
+from fileferry.endpoints.registry import open_destination
+from fileferry.errors import FileFerryError, TransferFailed
+from fileferry.models import FilePlan, FileResult
+from fileferry.store.progress import StoreProgress
+from fileferry.transfer.copy import CopyOptions, copy_file
+from fileferry.transfer.engine import make_parents
+from fileferry.transfer.progress import Broadcast
+from fileferry.transfer.ranges import copy_ranges, plan_ranges, uses_ranges
+from fileferry.transfer.retry import RetryPolicy
+from fileferry.workflow.models import TaskResult, TransferTaskIn
+from fileferry.workflow.steps.deps import Deps
+
+__all__ = ["task_files", "transfer_task"]
+
+
+async def task_files(deps: Deps, transfer_id: str, index: int) -> list[FilePlan]:
+    _, stored = await deps.store.record_once("task", f"{transfer_id}/{index}", {"files": []})
+    return [FilePlan.model_validate(f) for f in stored["files"]]
+
+
+async def _one(dest: Destination, plan: FilePlan, options: CopyOptions, deps: Deps,
+               progress: Broadcast, chunked: bool) -> FileResult:
+    transfer = deps.settings.transfer
+    if chunked and uses_ranges(dest, plan, transfer.large_file_threshold,
+                               transfer.min_range_size, options.verify):
+        ranges = plan_ranges(plan.size, transfer.min_range_size, transfer.max_ranges)
+        return await copy_ranges(deps.s3(), dest, plan, options, progress, ranges)
+    return await copy_file(deps.s3(), dest, plan, options, progress)
+
+
+async def transfer_task(inp: TransferTaskIn, deps: Deps) -> TaskResult:
+    tid = inp.transfer_id
+    files = await task_files(deps, tid, inp.task.index)
+    done = {f.source for f in await deps.store.get_files(tid) if f.status == "DELIVERED"}
+    todo = [f for f in files if f.source not in done]
+    dsettings = deps.secrets.destination(inp.destination)
+    retry = RetryPolicy.for_destination(dsettings, deps.sleep)
+    options = CopyOptions(verify=dsettings.verify, on_conflict=dsettings.on_conflict,
+                          tag=tid[-8:], retry=retry, resume_existing=True)
+    store_progress = StoreProgress(deps.store, tid)
+    progress = Broadcast([store_progress, *deps.subscribers])
+    gate = asyncio.Semaphore(deps.settings.transfer.max_parallel_threads)
+    errors: list[FileFerryError] = []
+
+    async def run(plan: FilePlan) -> None:
+        async with gate:
+            if errors:
+                return
+            try:  # StoreProgress records the outcome (file_finished)
+                await _one(dest, plan, options, deps, progress, inp.task.kind == "chunked")
+            except Exception as exc:
+                err = exc if isinstance(exc, FileFerryError) else TransferFailed(
+                    f"{plan.source}: unexpected error {exc!r}")
+                errors.append(err)
+                progress.file_finished(FileResult(
+                    source=plan.source, destination=plan.destination, size=plan.size,
+                    status="FAILED", error=err.to_dict()))
+                return
+
+    try:
+        async with open_destination(inp.destination, dsettings, deps.settings.transfer,
+                                    retry) as dest:
+            await make_parents(dest, todo)
+            await asyncio.gather(*(run(p) for p in todo))
+    finally:
+        await store_progress.close()
+    if errors:
+        raise errors[0]
+    return TaskResult(index=inp.task.index, files=len(files), bytes=sum(f.size for f in files))
