@@ -25,7 +25,8 @@ from fileferry.sandbox.ftps import SandboxFtpServer
 from fileferry.sandbox.s3 import MotoServer
 from fileferry.sandbox.sftp import SandboxSftpServer
 from fileferry.sandbox.tls import make_test_pki
-from fileferry.transfer.engine import TransferRequest, run_transfer
+from fileferry.services import history, submit_transfer
+from fileferry.transfer.engine import TransferRequest
 
 __all__ = ["run_demo", "seed_objects"]
 
@@ -152,12 +153,19 @@ async def _show(workdir: Path, config: Path, objects: dict[str, bytes],
 
 
 async def _transfer(config: Path, sources: list[str], destination: str) -> TransferResult:
+    """Through the workflow on the embedded runner, as ``fileferry transfer`` does."""
     settings = load_settings(config)
     request = TransferRequest(sources=sources, destination=destination, requester="demo")
     if console.isatty():
         with console.ProgressBars() as bars:
-            return await run_transfer(settings, request, [bars])
-    return await run_transfer(settings, request)
+            result = await submit_transfer(settings, request, [bars])
+    else:
+        result = await submit_transfer(settings, request)
+    events = await history(settings, result.transfer_id)
+    states = [e["state"] for e in events if e["event"] == "entered" and "/" not in e["path"]]
+    console.stdout.print(f"workflow {result.execution_id}: {' → '.join(states)}",
+                         highlight=False)
+    return result
 
 
 def _show_landed(root: Path, objects: dict[str, bytes]) -> None:

@@ -36,7 +36,8 @@ from fileferry.transfer.ranges import copy_ranges, plan_ranges, uses_ranges
 from fileferry.transfer.retry import RetryPolicy, Sleep
 from fileferry.transfer.throttle import ByteBudget, TokenBucket
 
-__all__ = ["TransferRequest", "build_plan", "destination_settings", "make_parents",
+__all__ = ["TransferRequest", "bucket_for", "build_plan", "destination_settings",
+           "make_parents",
            "refuse_existing",
            "run_transfer", "verification_plan"]
 
@@ -199,7 +200,7 @@ async def run_transfer(settings: Settings, request: TransferRequest,
                 files = [FileResult(source=p.source, destination=p.destination, size=p.size,
                                     verified_by=check) for p in plans]
                 return TransferResult(transfer_id=tid, status="SUCCEEDED", files=files)
-            bucket = _bucket_for(name, dsettings)
+            bucket = bucket_for(name, dsettings)
             options = CopyOptions(verify=dsettings.verify, on_conflict=dsettings.on_conflict,
                                   tag=tid[-8:], retry=retry, bucket=bucket)
             results, error = await _copy_all(source, dest, plans, settings, options, progress)
@@ -215,7 +216,7 @@ async def run_transfer(settings: Settings, request: TransferRequest,
 _BUCKETS: dict[tuple[int, str, int], TokenBucket] = {}
 
 
-def _bucket_for(name: str, dsettings: DestinationSettings) -> TokenBucket | None:
+def bucket_for(name: str, dsettings: DestinationSettings) -> TokenBucket | None:
     """One token bucket per destination and event loop, shared by concurrent transfers."""
     if dsettings.bandwidth_limit is None:
         return None

@@ -15,7 +15,7 @@ from fileferry.errors import FileFerryError, TransferFailed
 from fileferry.models import FilePlan, FileResult
 from fileferry.store.progress import StoreProgress
 from fileferry.transfer.copy import CopyOptions, copy_file
-from fileferry.transfer.engine import make_parents
+from fileferry.transfer.engine import bucket_for, make_parents
 from fileferry.transfer.progress import Broadcast
 from fileferry.transfer.ranges import copy_ranges, plan_ranges, uses_ranges
 from fileferry.transfer.retry import RetryPolicy
@@ -48,7 +48,8 @@ async def transfer_task(inp: TransferTaskIn, deps: Deps) -> TaskResult:
     dsettings = deps.secrets.destination(inp.destination)
     retry = RetryPolicy.for_destination(dsettings, deps.sleep)
     options = CopyOptions(verify=dsettings.verify, on_conflict=dsettings.on_conflict,
-                          tag=tid[-8:], retry=retry, resume_existing=True)
+                          tag=tid[-8:], retry=retry, resume_existing=True,
+                          bucket=bucket_for(inp.destination, dsettings))
     store_progress = StoreProgress(deps.store, tid)
     progress = Broadcast([store_progress, *deps.subscribers])
     gate = asyncio.Semaphore(deps.settings.transfer.max_parallel_threads)
