@@ -27,7 +27,6 @@ import secrets
 import shutil
 import signal
 import socket
-import stat
 import subprocess
 import time
 from collections.abc import Callable
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fileferry.sandbox.tls import TestPki
+from tests.servers.common import free_port, make_traversable, run
 
 PROFTPD = "proftpd"
 MODULE_DIR = Path("/usr/lib/proftpd")
@@ -65,16 +65,8 @@ def proftpd_binary() -> str | None:
     return shutil.which(PROFTPD) or shutil.which(PROFTPD, path="/usr/sbin")
 
 
-def _run(*args: str, input: str | None = None) -> None:
-    res = subprocess.run(args, input=input, capture_output=True, text=True, check=False)
-    if res.returncode != 0:
-        raise RuntimeError(f"{' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _greets(port: int) -> bool:
@@ -86,11 +78,6 @@ def _greets(port: int) -> bool:
         return False
 
 
-def _make_traversable(path: Path) -> None:
-    for p in (path, *path.parents):
-        mode = p.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            p.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
 def _module_lines() -> str:
@@ -182,10 +169,10 @@ UseReverseDNS off
 def _create_user(workdir: Path, root: Path) -> tuple[str, str]:
     """A fresh local user for this server alone; return (name, random password)."""
     username = f"{TEST_USER_PREFIX}{secrets.token_hex(4)}"
-    _run("useradd", "-M", "-s", "/usr/sbin/nologin", "-d", str(root), username)
+    run("useradd", "-M", "-s", "/usr/sbin/nologin", "-d", str(root), username)
     password = secrets.token_urlsafe(18)
     try:
-        _run("chpasswd", input=f"{username}:{password}\n")
+        run("chpasswd", input=f"{username}:{password}\n")
     except RuntimeError:
         subprocess.run(["userdel", "-f", username], capture_output=True, check=False)
         raise
@@ -194,7 +181,7 @@ def _create_user(workdir: Path, root: Path) -> tuple[str, str]:
 
 def _prepare_root(workdir: Path, root: Path, readonly_dir: Path, username: str) -> None:
     pw = pwd.getpwnam(username)
-    _make_traversable(workdir)
+    make_traversable(workdir)
     root.mkdir(exist_ok=True)
     os.chown(root, pw.pw_uid, pw.pw_gid)
     root.chmod(0o755)
@@ -262,7 +249,7 @@ def start_proftpd(
         out_path = workdir / "proftpd.out"
         errors = ""
         for _ in range(MAX_ATTEMPTS):
-            port, plain_port = _free_port(), _free_port()
+            port, plain_port = free_port(), free_port()
             if port == plain_port:
                 continue
             passive = random.randrange(PASSIVE_PORT_LOW, PASSIVE_PORT_HIGH - PASSIVE_PORT_COUNT)

@@ -18,12 +18,13 @@ import os
 import pwd
 import secrets
 import socket
-import stat
 import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from tests.servers.common import free_port, make_traversable, run
 
 SSHD = "/usr/sbin/sshd"  # sshd re-exec requires an absolute path
 TEST_USER_PREFIX = "fft-"
@@ -47,23 +48,13 @@ class SshdServer:
     home: Path
 
 
-def _run(*args: str, input: str | None = None, ok: tuple[int, ...] = (0,)) -> int:
-    """Run a command; raise RuntimeError unless its exit code is in ``ok``; return the code."""
-    res = subprocess.run(args, input=input, capture_output=True, text=True, check=False)
-    if res.returncode not in ok:
-        raise RuntimeError(f"{' '.join(args)} failed ({res.returncode}): {res.stderr.strip()}")
-    return res.returncode
 
 
 def _keygen(path: Path, comment: str) -> None:
     if not path.exists():
-        _run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path))
+        run("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path))
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _has_banner(port: int) -> bool:
@@ -74,11 +65,6 @@ def _has_banner(port: int) -> bool:
         return False
 
 
-def _make_traversable(path: Path) -> None:
-    for p in (path, *path.parents):
-        mode = p.stat().st_mode
-        if not mode & stat.S_IXOTH:
-            p.chmod(stat.S_IMODE(mode) | stat.S_IXOTH)
 
 
 def _setup_root_user(workdir: Path, home: Path, root: Path) -> tuple[str, str]:
@@ -88,11 +74,11 @@ def _setup_root_user(workdir: Path, home: Path, root: Path) -> tuple[str, str]:
     home) out of each other's way; ``stop()`` deletes it again.
     """
     username = f"{TEST_USER_PREFIX}{secrets.token_hex(4)}"
-    _run("useradd", "-M", "-s", "/bin/bash", "-d", str(home), username)
+    run("useradd", "-M", "-s", "/bin/bash", "-d", str(home), username)
     pw = pwd.getpwnam(username)
     password = secrets.token_urlsafe(18)
-    _run("chpasswd", input=f"{username}:{password}\n")
-    _make_traversable(workdir)
+    run("chpasswd", input=f"{username}:{password}\n")
+    make_traversable(workdir)
     for d in (home, root):
         os.chown(d, pw.pw_uid, pw.pw_gid)
         d.chmod(0o755)
@@ -161,11 +147,11 @@ def start_sshd(workdir: Path) -> tuple[SshdServer, Callable[[], None]]:
     config, log_path = workdir / "sshd_config", workdir / "sshd.log"
     errors = ""
     for _ in range(MAX_ATTEMPTS):
-        ports = (_free_port(), _free_port())
+        ports = (free_port(), free_port())
         if ports[0] == ports[1]:
             continue
         config.write_text(_config(workdir, ports, username, password is not None))
-        _run(SSHD, "-t", "-f", str(config))
+        run(SSHD, "-t", "-f", str(config))
         with log_path.open("wb") as log:
             cmd = [SSHD, "-D", "-e", "-f", str(config)]
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
