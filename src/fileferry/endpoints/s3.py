@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 __all__ = ["S3Source", "S3Stream", "S3Uri", "map_s3_error", "parse_s3_uri"]
 
-READ_AHEAD = 2
+READ_AHEAD = 1
 _NOT_FOUND = {"NoSuchKey", "NoSuchBucket", "404", "NotFound"}
 _DENIED = {"AccessDenied", "403", "AllAccessDisabled", "InvalidAccessKeyId",
            "SignatureDoesNotMatch", "ExpiredToken"}

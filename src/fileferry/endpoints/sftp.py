@@ -51,6 +51,7 @@ EOF_PROBE = 64 * 1024
 """Read-back: the size of the last read that proves the end of the file (one request)."""
 SHELL_START_TIMEOUT = 10
 DEFAULT_SESSIONS = 2
+WRITE_SLICE = 2 * 1024 * 1024
 
 
 @dataclass
@@ -413,11 +414,17 @@ class _SftpWriter:
         self.offset = offset
 
     async def write(self, data: bytes) -> None:
+        """Write in slices: each is pipelined as parallel requests, and the SSH layer's
+        copies of the data in flight stay at one slice, not one chunk."""
+        view = memoryview(data)
         try:
-            await self._handle.write(data, self.offset)
+            for start in range(0, len(view), WRITE_SLICE):
+                piece = view[start:start + WRITE_SLICE]
+                await self._handle.write(bytes(piece) if len(view) > WRITE_SLICE else data,
+                                         self.offset)
+                self.offset += len(piece)
         except Exception as exc:
             raise _failed(self._session, exc, f"writing {self._path}") from exc
-        self.offset += len(data)
 
     async def commit(self) -> None:
         try:
