@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from fileferry.errors import ConfigError
+from fileferry.integrations.notify import NotificationsSettings
 
 __all__ = [
     "DestinationSettings",
@@ -195,6 +196,7 @@ class Settings(_Model):
     transfer: TransferSettings = TransferSettings()
     destinations: dict[str, DestinationSettings] = Field(default_factory=dict)
     store: StoreSettings = StoreSettings()
+    notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
 
     @field_validator("destinations")
     @classmethod

@@ -12,6 +12,7 @@ from typing import Any
 
 from fileferry.config import Settings
 from fileferry.errors import FileFerryError, RefusedError, all_error_classes
+from fileferry.integrations.notify import WebhookNotifier
 from fileferry.models import FileResult, TransferResult
 from fileferry.store import Store, open_store
 from fileferry.transfer.engine import TransferRequest
@@ -19,7 +20,13 @@ from fileferry.transfer.progress import ProgressSubscriber
 from fileferry.transfer.retry import Sleep
 from fileferry.workflow.asl import ExecutionResult
 from fileferry.workflow.models import ExecutionInput, Tickets
-from fileferry.workflow.ports import ConfigSecrets, LocalNotifier, LocalSessions, LocalTicketing
+from fileferry.workflow.ports import (
+    ConfigSecrets,
+    LocalNotifier,
+    LocalSessions,
+    LocalTicketing,
+    Notifier,
+)
 from fileferry.workflow.runner import run_execution
 from fileferry.workflow.steps.deps import Deps
 from fileferry.workflow.steps.finish import remove_leftovers
@@ -36,8 +43,10 @@ def make_deps(settings: Settings, store: Store,
               subscribers: Sequence[ProgressSubscriber] = (), sleep: Sleep | None = None,
               source: Any = None) -> Deps:
     """The local ports; later issues swap in ServiceNow, Teams/Slack, SSO, Secrets Manager."""
+    notifier: Notifier = (WebhookNotifier(store, settings.notifications)
+                          if settings.notifications.channels else LocalNotifier(store))
     return Deps(settings=settings, store=store, ticketing=LocalTicketing(store),
-                notifier=LocalNotifier(store), sessions=LocalSessions(store),
+                notifier=notifier, sessions=LocalSessions(store),
                 secrets=ConfigSecrets(settings), sleep=sleep, subscribers=list(subscribers),
                 source=source)
 

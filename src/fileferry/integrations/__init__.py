@@ -1,0 +1,1 @@
+"""Integrations with outside services: Teams/Slack/webhook notifications (``notify``)."""
