@@ -52,6 +52,7 @@ class TransferResult(BaseModel):
     status: TransferStatus
     files: list[FileResult]
     error: dict[str, str] | None = None
+    tickets: dict[str, str] | None = None
 
     @classmethod
     def refused(cls, transfer_id: str, error: FileFerryError) -> TransferResult:

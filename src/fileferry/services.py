@@ -70,7 +70,7 @@ async def transfer_result(store: Store, transfer_id: str,
         status = "SUCCEEDED" if execution else (record.status if record else "FAILED")
         return TransferResult(transfer_id=transfer_id, status=status,
                               execution_id=record.execution_id if record else None,
-                              files=results)
+                              files=results, tickets=(record.tickets or None) if record else None)
     error = {"type": execution.error or "States.Runtime", "message": execution.cause or ""}
     moved = any(f.status in ("DELIVERED", "FAILED") or f.bytes_confirmed for f in files)
     if execution.status == "ABORTED":
@@ -82,7 +82,8 @@ async def transfer_result(store: Store, transfer_id: str,
         status = "FAILED"
     return TransferResult(transfer_id=transfer_id, status=status,
                           execution_id=record.execution_id if record else None,
-                          files=results, error=error)
+                          files=results, error=error,
+                          tickets=(record.tickets or None) if record else None)
 
 
 async def _watch_cancel(store: Store, transfer_id: str, cancel: asyncio.Event) -> None:

@@ -64,6 +64,7 @@ async def test_success_runs_every_state(settings_for: SettingsFor, sshd: SshdSer
     result = await run(settings, f"s3://{bucket}/d/")
     assert result.status == "SUCCEEDED", result.error
     assert result.execution_id
+    assert result.tickets is not None and set(result.tickets) == {"user", "audit"}
     assert tree(remote_dir) == {**{k[2:]: v for k, v in small.items()}, "big.bin": big}
     by_name = {f.destination.rsplit("/", 1)[1]: f for f in result.files}
     assert by_name["big.bin"].sha256 == hashlib.sha256(big).hexdigest()
