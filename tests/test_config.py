@@ -311,7 +311,8 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
 
 
 def readme_config_blocks(text: str) -> list[str]:
-    return [b for b in _FENCE.findall(text) if re.search(r"^\s*destinations:", b, re.MULTILINE)]
+    return [b for b in _FENCE.findall(text)
+            if re.search(r"^\s*(destinations|notifications):", b, re.MULTILINE)]
 
 
 def placeholder(var: str) -> str:
@@ -341,4 +342,7 @@ def test_readme_configuration_examples_load(monkeypatch: pytest.MonkeyPatch) -> 
             if not default:
                 monkeypatch.setenv(var, placeholder(var))
         settings = parse_settings(yaml.safe_load(block), "README.md example")
-        assert settings.destinations, f"the README example configures no destination:\n{block}"
+        if "destinations:" in block:
+            assert settings.destinations, f"the README example configures nothing:\n{block}"
+        else:
+            assert settings.notifications.channels, f"no channel configured:\n{block}"
