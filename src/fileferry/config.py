@@ -26,6 +26,7 @@ from pydantic import (
 
 from fileferry.errors import ConfigError
 from fileferry.integrations.notify import NotificationsSettings
+from fileferry.integrations.servicenow import ServiceNowSettings
 
 __all__ = [
     "DestinationSettings",
@@ -197,6 +198,7 @@ class Settings(_Model):
     destinations: dict[str, DestinationSettings] = Field(default_factory=dict)
     store: StoreSettings = StoreSettings()
     notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
+    servicenow: ServiceNowSettings | None = None
 
     @field_validator("destinations")
     @classmethod

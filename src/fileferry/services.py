@@ -13,6 +13,7 @@ from typing import Any
 from fileferry.config import Settings
 from fileferry.errors import FileFerryError, RefusedError, all_error_classes
 from fileferry.integrations.notify import WebhookNotifier
+from fileferry.integrations.servicenow import ServiceNowTicketing
 from fileferry.models import FileResult, TransferResult
 from fileferry.store import Store, open_store
 from fileferry.transfer.engine import TransferRequest
@@ -26,6 +27,7 @@ from fileferry.workflow.ports import (
     LocalSessions,
     LocalTicketing,
     Notifier,
+    Ticketing,
 )
 from fileferry.workflow.runner import run_execution
 from fileferry.workflow.steps.deps import Deps
@@ -45,7 +47,9 @@ def make_deps(settings: Settings, store: Store,
     """The local ports; later issues swap in ServiceNow, Teams/Slack, SSO, Secrets Manager."""
     notifier: Notifier = (WebhookNotifier(store, settings.notifications)
                           if settings.notifications.channels else LocalNotifier(store))
-    return Deps(settings=settings, store=store, ticketing=LocalTicketing(store),
+    ticketing: Ticketing = (ServiceNowTicketing(store, settings.servicenow)
+                            if settings.servicenow else LocalTicketing(store))
+    return Deps(settings=settings, store=store, ticketing=ticketing,
                 notifier=notifier, sessions=LocalSessions(store),
                 secrets=ConfigSecrets(settings), sleep=sleep, subscribers=list(subscribers),
                 source=source)
@@ -84,6 +88,13 @@ async def transfer_result(store: Store, transfer_id: str,
                           execution_id=record.execution_id if record else None,
                           files=results, error=error,
                           tickets=(record.tickets or None) if record else None)
+
+
+async def _close(deps: Deps) -> None:
+    """Integration clients that hold connections (ServiceNow) are closed with the store."""
+    closer = getattr(deps.ticketing, "close", None)
+    if closer is not None:
+        await closer()
 
 
 async def _watch_cancel(store: Store, transfer_id: str, cancel: asyncio.Event) -> None:
@@ -131,14 +142,15 @@ async def submit_transfer(settings: Settings, request: TransferRequest,
                           sleep: Sleep | None = None, source: Any = None) -> TransferResult:
     """Record a transfer and run its workflow to the end."""
     store = open_store(settings.store.url)
+    deps = make_deps(settings, store, subscribers, sleep, source)
     try:
-        deps = make_deps(settings, store, subscribers, sleep, source)
         payload = ExecutionInput(transfer_id=request.transfer_id, requester=request.requester,
                                  sources=list(request.sources),
                                  destination=request.destination)
         await ensure_transfer(payload, deps, execution_id_for(request.transfer_id))
         return await _run(deps, request.transfer_id, payload.model_dump(), resume=False)
     finally:
+        await _close(deps)
         await store.close()
 
 
@@ -147,8 +159,8 @@ async def resume_transfers(settings: Settings, transfer_id: str | None = None,
                            sleep: Sleep | None = None) -> list[TransferResult]:
     """Continue unfinished executions (one, or all) from their last checkpoint."""
     store = open_store(settings.store.url)
+    deps = make_deps(settings, store, subscribers, sleep)
     try:
-        deps = make_deps(settings, store, subscribers, sleep)
         ids = [transfer_id] if transfer_id else [
             e.removeprefix("exec-") for e in await store.unfinished_executions()]
         results = []
@@ -161,6 +173,7 @@ async def resume_transfers(settings: Settings, transfer_id: str | None = None,
             results.append(await _run(deps, tid, payload.model_dump(), resume=True))
         return results
     finally:
+        await _close(deps)
         await store.close()
 
 

@@ -147,3 +147,25 @@ def test_sigkill_then_resume(make_config: MakeConfig, sshd: SshdServer, remote_d
     audit = asyncio.run(audit_events(settings, result["transfer_id"]))
     assert audit.count("tickets_created") == 1 and audit.count("notified") == 1
     assert json.loads(json.dumps(result))["execution_id"]
+
+
+async def test_servicenow_tickets_through_the_workflow(settings_for: SettingsFor,
+                                                       sshd: SshdServer, remote_dir: Path,
+                                                       s3: Any, bucket: str) -> None:
+    from fileferry.sandbox.servicenow import ServiceNowEmulator
+
+    seed(s3, bucket, {"r.csv": b"a,b\n"})
+    with ServiceNowEmulator() as snow:
+        snow.add_group("DataOps")
+        snow.add_user("alice", "Alice Example")
+        settings = settings_for({"t": sftp_destination(sshd, remote_dir)}, servicenow={
+            "instance_url": snow.url, "username": snow.username, "password": snow.password,
+            "default_assignment_group": "DataOps"})
+        result = await run(settings, f"s3://{bucket}/r.csv")
+        assert result.status == "SUCCEEDED", result.error
+        assert result.tickets is not None
+        incidents = {r["number"]: r for r in snow.records("incident")}
+        assert set(incidents) == {result.tickets["user"], result.tickets["audit"]}
+        assert {r["state"] for r in incidents.values()} == {"6"}  # both resolved
+        again = await run(settings, f"s3://{bucket}/r.csv", dest="t:again")
+        assert again.status == "SUCCEEDED" and len(snow.records("incident")) == 4
