@@ -312,7 +312,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
 
 def readme_config_blocks(text: str) -> list[str]:
     return [b for b in _FENCE.findall(text)
-            if re.search(r"^\s*(destinations|notifications):", b, re.MULTILINE)]
+            if re.search(r"^\s*(destinations|notifications|servicenow):", b, re.MULTILINE)]
 
 
 def placeholder(var: str) -> str:
@@ -345,4 +345,4 @@ def test_readme_configuration_examples_load(monkeypatch: pytest.MonkeyPatch) -> 
         if "destinations:" in block:
             assert settings.destinations, f"the README example configures nothing:\n{block}"
         else:
-            assert settings.notifications.channels, f"no channel configured:\n{block}"
+            assert settings.notifications.channels or settings.servicenow, block
