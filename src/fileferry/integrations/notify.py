@@ -493,7 +493,9 @@ def _retry_after(value: str | None, now: float) -> float | None:
 def urllib_transport(url: str, body: bytes, timeout: float, verify_tls: bool) -> HttpResponse:
     """POST ``body`` as JSON with the standard library (honours HTTPS_PROXY / NO_PROXY)."""
     context = ssl.create_default_context()
-    if not verify_tls:
+    if not verify_tls:  # an explicit per-channel opt-out, said out loud every time
+        log.warning("TLS certificate verification is OFF for a notification channel "
+                    "(verify_tls: false); anyone on the path can read the message")
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
     opener = urllib.request.build_opener(_NoRedirect(),
