@@ -28,7 +28,7 @@ from rich.console import Console  # noqa: E402
 from bench import report  # noqa: E402
 from bench.data import make_workloads, upload, warm_page_cache  # noqa: E402
 from bench.measure import BenchError, run_measured  # noqa: E402
-from bench.protocols import CASES, PROTOCOLS, BenchContext  # noqa: E402
+from bench.protocols import CASES, PROTOCOLS, BenchContext, TransportSection  # noqa: E402
 from bench.runner import CaseResult, run_case  # noqa: E402
 from bench.servers import become_subreaper, ensure_command, start_s3  # noqa: E402
 
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmark FileFerry against rclone and OpenSSH's sftp on local servers "
-        "(moto S3, OpenSSH sshd), with integrity checks on and off.")
+        "(moto S3, OpenSSH sshd, ProFTPD with FTPS), with integrity checks on and off.")
     parser.add_argument("--runs", type=int, default=3, help="measured runs per tool and case "
                         "(after one warm-up run; default 3)")
     parser.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK['big_mib']} "
@@ -64,6 +64,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, help="where to put data, servers and logs "
                         "(default: a new directory under $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--src", type=Path, metavar="DIR", help="measure the fileferry "
+                        "package in DIR instead of the installed one (src/fileferry)")
+    parser.add_argument("--baseline-src", type=Path, metavar="DIR", help="also run the "
+                        "fileferry package in DIR (e.g. an older copy) as a row of every case, "
+                        "so that before/after ratios come from the same rounds")
     args = parser.parse_args(argv)
     if args.big_mib is None:
         args.big_mib = QUICK["big_mib"] if args.quick else 512
@@ -96,23 +101,36 @@ class Terminated(BaseException):
     """SIGTERM: unwind like Ctrl-C (servers stop, the throw-away user is deleted)."""
 
 
-def snapshot_fileferry(workdir: Path) -> tuple[Path, str]:
+def snapshot_fileferry(workdir: Path, source: Path | None = None,
+                       name: str = "fileferry-src") -> tuple[Path, str]:
     """Copy the fileferry package aside for the whole run; return (PYTHONPATH entry, digest).
 
     The project is installed in editable mode and others edit src/ while the
     benchmark runs: without a snapshot, one run could measure two versions,
-    or catch a half-edited tree.
+    or catch a half-edited tree. ``source`` is another package directory
+    (``--baseline-src``); by default the installed one.
     """
     import fileferry
 
-    source = Path(fileferry.__file__).resolve().parent
-    target = workdir / "fileferry-src" / "fileferry"
+    if source is None:
+        source = Path(fileferry.__file__).resolve().parent
+    target = workdir / name / "fileferry"
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     digest = hashlib.sha256()
     for path in sorted(target.rglob("*")):
         if path.is_file():
             digest.update(str(path.relative_to(target)).encode() + b"\0" + path.read_bytes())
     return target.parent, digest.hexdigest()[:16]
+
+
+def _package(directory: Path) -> Path:
+    """The fileferry package in ``directory`` (itself, or its ``fileferry`` folder)."""
+    package = directory.resolve()
+    if not (package / "__init__.py").exists():
+        package = package / "fileferry"
+    if not (package / "cli.py").exists():
+        raise BenchError(f"{directory} holds no fileferry package")
+    return package
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -147,12 +165,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
         else:
             stack.callback(shutil.rmtree, workdir, ignore_errors=True)
         env = child_env(workdir)
-        snapshot, tree = snapshot_fileferry(workdir)
+        snapshot, tree = snapshot_fileferry(workdir, _package(args.src) if args.src else None)
         age = time.time() - max(f.stat().st_mtime for f in (snapshot / "fileferry").rglob("*.py"))
         if age < 120:
             console.print(f"[yellow]warning[/yellow]: src/fileferry changed {age:.0f} s before "
                           "the snapshot; if someone is mid-edit the runs may fail")
         env["PYTHONPATH"] = str(snapshot)  # ahead of the editable install's src/ entry
+        baseline = None
+        if args.baseline_src:
+            baseline_path, baseline_tree = snapshot_fileferry(
+                workdir, _package(args.baseline_src), "fileferry-baseline")
+            baseline = str(baseline_path)
         console.print(f"[bold]FileFerry benchmark[/bold]  work directory {workdir}")
         s3 = start_s3(stack, workdir)
         console.print(f"moto S3 on {s3.endpoint_url}; generating data …")
@@ -163,21 +186,24 @@ def run(args: argparse.Namespace, console: Console) -> int:
         floor, _, _ = run_measured(["/bin/true"], env=env, cwd=workdir,
                                    log_prefix=workdir / "floor", timeout=30)
         ctx = BenchContext(workdir=workdir, env=env, s3=s3, fileferry=str(fileferry),
+                           baseline_pythonpath=baseline,
                            rclone=rclone, curl=curl, parallel=args.parallel,
                            chunk_size=args.chunk_mib * 2**20, timeout=args.timeout)
         results: list[CaseResult] = []
         servers: dict[str, str] = {
-            "FileFerry source": f"src/fileferry copied aside at the start (tree sha256 {tree}), "
-                                "run by the installed CLI via PYTHONPATH",
+            "FileFerry source": f"{args.src or 'src/fileferry'} copied aside at the start (tree "
+                                f"sha256 {tree}), run by the installed CLI via PYTHONPATH",
+            **({"FileFerry before (baseline)": f"{args.baseline_src} copied aside (tree sha256 "
+                f"{baseline_tree}), the same CLI and configuration"} if baseline else {}),
             "S3": f"moto server {s3.endpoint_url} (one process, plain HTTP)"}
-        transports: list[tuple[str, str, str, str]] = []
+        transports: list[TransportSection] = []
         configurations: dict[str, str] = {}
         for name in args.protocols:
             proto = PROTOCOLS[name](ctx)
             proto.start(stack)
             proto.identify_transports()
             servers.update(proto.describe())
-            transports += proto.transports()
+            transports.append(proto.transports())
             for workload_key, checks in CASES[name]:
                 if args.only and workload_key != args.only:
                     continue

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import ssl
 import statistics
 import subprocess
 from collections.abc import Sequence
@@ -13,13 +14,14 @@ from pathlib import Path
 
 from rich.table import Table
 
+from bench.protocols import TransportSection
 from bench.runner import CaseResult, RowInfo
 from bench.tools import CHECK_LEGEND
 
 __all__ = ["Meta", "case_table", "machine_info", "markdown", "summary_table"]
 
 HEADERS = ("Tool", "Check made", "Cipher", "{unit} median", "min–max", "wall s", "peak RSS MiB",
-           "CPU s", "sshd CPU s", "S3 CPU s", "FileFerry ÷ this")
+           "CPU s", "{server} CPU s", "S3 CPU s", "FileFerry ÷ this")
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def table_rows(result: CaseResult) -> list[list[str]]:
 
 
 def headers(result: CaseResult) -> list[str]:
-    return [h.format(unit=result.workload.unit) for h in HEADERS]
+    return [h.format(unit=result.workload.unit, server=result.server) for h in HEADERS]
 
 
 def case_table(result: CaseResult) -> Table:
@@ -107,7 +109,9 @@ def summary_columns(results: Sequence[CaseResult]) -> list[tuple[str, str]]:
         for row in result.rows:
             if row.role in ("rclone", "baseline") and row.key not in seen:
                 seen[row.key] = {"rclone": "÷ rclone", "sftp": "÷ sftp (default cipher)",
-                                 "sftp-gcm": "÷ sftp (aes128-gcm)"}.get(row.key, f"÷ {row.key}")
+                                 "sftp-gcm": "÷ sftp (aes128-gcm)",
+                                 "fileferry-before": "÷ FileFerry before"}.get(row.key,
+                                                                               f"÷ {row.key}")
     return list(seen.items())
 
 
@@ -191,6 +195,8 @@ def machine_info() -> dict[str, str]:
         "moto (S3 stand-in)": _version("moto"),
         "rclone": _command_output(["rclone", "version"]),
         "OpenSSH (client and sshd)": _command_output(["ssh", "-V"]),
+        "ProFTPD": _command_output(["/usr/sbin/proftpd", "--version"]),
+        "OpenSSL (Python's ssl)": ssl.OPENSSL_VERSION,
         "curl": _command_output(["curl", "--version"]).split(" (")[0],
     }
 
@@ -208,7 +214,7 @@ class Meta:
     parallel: int
     servers: dict[str, str]
     sshd_sessions_counted: bool
-    transports: list[tuple[str, str, str, str]]
+    transports: list[TransportSection]
     configurations: dict[str, str]
 
 
@@ -225,8 +231,8 @@ def markdown(meta: Meta, results: Sequence[CaseResult]) -> str:
            "same-round ratio.", ""]
     for result in results:
         out += [f"## {result.title}", "",
-                f"{result.workload.describe()}; {meta.parallel} files in flight for FileFerry "
-                "and rclone.", "", _md_table(headers(result), table_rows(result)), ""]
+                f"{result.workload.describe()}; {result.in_flight}.", "",
+                _md_table(headers(result), table_rows(result)), ""]
         runs = []
         for row in result.rows:
             rates = [f"{r.rate:.1f}" for r in sorted(result.records, key=lambda r: r.round)
@@ -236,12 +242,11 @@ def markdown(meta: Meta, results: Sequence[CaseResult]) -> str:
                 _md_table(["Tool", f"{result.workload.unit} per round"], runs), "",
                 "</details>", ""]
     out += ["## Checks made", "", _md_table(["Check", "Meaning"], list(CHECK_LEGEND.items())),
-            "", "## Ciphers", "",
-            "Read from each client's key-exchange offer (its KEXINIT) against sshd's: the "
-            "first cipher in the client's list that sshd also offers.", "",
-            _md_table(["Client", "Banner", "Cipher (client → server)", "Compression"],
-                      [list(t) for t in meta.transports]), "",
-            "## Machine", "",
+            ""]
+    for section in meta.transports:
+        out += [f"## {section.title}", "", section.intro, "",
+                _md_table(section.head, section.rows), ""]
+    out += ["## Machine", "",
             _md_table(["", ""], [*([k, v] for k, v in meta.machine.items()),
                                  ["load average (1/5/15 min) at start", meta.load_start],
                                  ["load average at end", meta.load_end],
@@ -255,7 +260,6 @@ def markdown(meta: Meta, results: Sequence[CaseResult]) -> str:
             "", "## Tool configurations", "",
             "Paths are those of the run's temporary directory.", ""]
     for title, text in meta.configurations.items():
-        lang = "yaml" if title.startswith("FileFerry:") else (
-            "ini" if title.startswith("rclone:") else "sh")
+        lang = "yaml" if ".yaml" in title else ("ini" if ".conf" in title else "sh")
         out += [f"**{title}**", "", f"```{lang}", text.rstrip(), "```", ""]
     return "\n".join(out)

@@ -49,6 +49,10 @@ class CaseResult:
     checks: bool
     rows: list[RowInfo]
     records: list[RunRecord]
+    server: str = "server"
+    """The destination server's name, for the server-CPU column."""
+    in_flight: str = ""
+    """How many files each tool had in flight."""
 
     @property
     def key(self) -> str:
@@ -94,7 +98,7 @@ def _run_once(ctx: BenchContext, proto: ProtocolBench, case_key: str, workload: 
         server0, s3_0 = proto.server_cpu_seconds(), ctx.s3.cpu_seconds()
         usages, outputs = [], []
         for i, argv in enumerate(variant.steps(run)):
-            usage, out, err = run_measured(argv, env=ctx.env, cwd=run.logs,
+            usage, out, err = run_measured(argv, env={**ctx.env, **variant.env}, cwd=run.logs,
                                            log_prefix=run.logs / f"step{i}",
                                            timeout=ctx.timeout)
             usages.append(usage)
@@ -118,7 +122,7 @@ def run_case(ctx: BenchContext, proto: ProtocolBench, workload: Workload, checks
              runs: int, say: Callable[[str], None]) -> CaseResult:
     variants = proto.variants(workload, checks)
     result = CaseResult(protocol=proto.name, workload=workload, checks=checks, rows=[],
-                        records=[])
+                        records=[], server=proto.server_label, in_flight=proto.in_flight())
     checks_made: dict[str, str] = {}
     for rnd in range(runs + 1):
         shift = rnd % len(variants)

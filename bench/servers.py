@@ -1,9 +1,10 @@
 """The servers the benchmark talks to, all on 127.0.0.1, and the tools it needs.
 
 Nothing here launches a server itself: moto's S3 server is
-``fileferry.sandbox.s3.MotoServer`` and OpenSSH's sshd is the test suite's
-``tests.servers.sshd.start_sshd``. Both are registered on an ``ExitStack`` so
-they stop on success, on an exception and on Ctrl-C.
+``fileferry.sandbox.s3.MotoServer``, OpenSSH's sshd is the test suite's
+``tests.servers.sshd.start_sshd`` and ProFTPD (explicit FTPS) is the test
+suite's ``tests.servers.proftpd.start_proftpd``. All are registered on an
+``ExitStack`` so they stop on success, on an exception and on Ctrl-C.
 """
 
 from __future__ import annotations
@@ -19,16 +20,20 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.servers.proftpd import MODULE_DIR, ProftpdServer, start_proftpd
 from tests.servers.sshd import SshdServer, start_sshd
 
 from bench.measure import BenchError, children_of, find_pid, process_cpu_seconds
 from fileferry.sandbox.s3 import MotoServer
+from fileferry.sandbox.tls import TestPki, make_test_pki
 
 __all__ = [
+    "FtpsHandle",
     "S3Server",
     "SshdHandle",
     "become_subreaper",
     "ensure_command",
+    "start_ftps_server",
     "start_s3",
     "start_ssh_server",
 ]
@@ -147,3 +152,51 @@ def start_ssh_server(stack: ExitStack, workdir: Path) -> SshdHandle:
     pid = int(pid_file.read_text().split()[0]) if pid_file.exists() else find_pid(
         "-f", str(workdir / "sshd_config"))
     return SshdHandle(server=server, pid=pid, uid=pwd.getpwnam(server.username).pw_uid)
+
+
+@dataclass
+class FtpsHandle:
+    """A running test ProFTPD (explicit FTPS), its master process and its throw-away PKI."""
+
+    server: ProftpdServer
+    pki: TestPki
+    pid: int
+    workdir: Path
+
+    @property
+    def tls_log(self) -> Path:
+        return self.workdir / "tls.log"
+
+    def cpu_seconds(self, timeout: float = 5.0) -> float:
+        """ProFTPD's CPU so far: the master and every finished session (TLS, mod_digest).
+
+        ProFTPD forks one session process per connection (and keeps it as its
+        child, reaping it when it ends), so waiting until the master has no
+        children makes the last run's sessions part of its cutime.
+        """
+        deadline = time.monotonic() + timeout
+        while children_of(self.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return process_cpu_seconds(self.pid)
+
+
+def start_ftps_server(stack: ExitStack, workdir: Path) -> FtpsHandle:
+    """ProFTPD with mod_tls (explicit FTPS, TLS required) and mod_digest, as root.
+
+    Its certificate comes from a fresh throw-away CA (``fileferry.sandbox.tls``);
+    the clients trust that CA's file, nothing else.
+    """
+    ensure_command("/usr/sbin/proftpd", "proftpd-core")
+    if not (MODULE_DIR / "mod_tls.so").exists() or not (MODULE_DIR / "mod_digest.so").exists():
+        ensure_command(str(MODULE_DIR / "mod_tls.so"), "proftpd-mod-crypto")
+    if os.geteuid() != 0:
+        raise BenchError("the FTPS server needs root (it creates a throw-away local user)")
+    pki = make_test_pki(workdir / "pki")
+    server_dir = workdir / "proftpd"
+    try:
+        server, stop = start_proftpd(server_dir, pki)
+    except RuntimeError as exc:
+        raise BenchError(f"ProFTPD did not start: {exc}") from exc
+    stack.callback(stop)
+    pid = int((server_dir / "proftpd.pid").read_text().split()[0])
+    return FtpsHandle(server=server, pki=pki, pid=pid, workdir=server_dir)

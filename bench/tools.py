@@ -51,6 +51,15 @@ CHECK_LEGEND = {
     "md5sum` over a second connection, compared by the harness with the MD5 computed when the "
     "data was generated (not timed)",
     "none": "OpenSSH `sftp put` alone: no check",
+    "server-md5 (FTP HASH) + ETag": "FileFerry `verify: auto` on FTPS: ProFTPD's mod_digest "
+    "computed the temporary file's MD5 (`OPTS HASH MD5` + `HASH`, as offered in `FEAT`) and it "
+    "matched the MD5 of the streamed bytes, which matched the S3 ETag; only then the rename "
+    "into place",
+    "size (FTP MLST) + ETag": "FileFerry `verify: size` on FTPS: the temporary file's size "
+    "from `MLST` was compared (the same check rclone makes on FTP); streamed MD5 = S3 ETag",
+    "size only (FTP has no hashes)": "rclone on FTP(S): its ftp backend supports no hash at all, "
+    "so `rclone copy` compares only sizes, with or without `--ignore-checksum` (its log shows "
+    "no hash check)",
     "— (read only)": "context: S3 GET of the same object to /dev/null with curl (no destination)",
 }
 
@@ -76,6 +85,8 @@ class Variant(ABC):
     client_id: str | None = None
     cipher: str = "—"
     notes: list[str] = field(default_factory=list)
+    env: dict[str, str] = field(default_factory=dict)
+    """Added to the children's environment for this row only (e.g. a CA file, a password)."""
 
     @abstractmethod
     def steps(self, run: RunDir) -> list[list[str]]:
@@ -95,6 +106,10 @@ class FileFerry(Variant):
     destination: str = "bench"
     workload: Workload | None = None
     expect_verified: str = "server-md5"
+    labels: dict[str, str] = field(default_factory=lambda: {
+        "server-md5": "server-md5 + ETag", "readback-sha256": "readback-sha256 + ETag",
+        "none": "ETag + size"})
+    """``verified_by`` → the check label in the tables (the words differ per protocol)."""
 
     def steps(self, run: RunDir) -> list[list[str]]:
         assert self.workload is not None
@@ -127,11 +142,11 @@ class FileFerry(Variant):
         if checks != {self.expect_verified}:
             raise BenchError(f"FileFerry verified by {sorted(checks)}, expected "
                              f"{self.expect_verified}")
-        return {"server-md5": "server-md5 + ETag", "readback-sha256": "readback-sha256 + ETag",
-                "none": "ETag + size"}.get(self.expect_verified, self.expect_verified)
+        return self.labels.get(self.expect_verified, self.expect_verified)
 
 
 _RCLONE_MD5_OK = re.compile(r": (md5|sha1) = [0-9a-f]+ OK$", re.MULTILINE)
+_RCLONE_COPIED = re.compile(r": Copied \(new\)$", re.MULTILINE)
 
 
 @dataclass
@@ -144,6 +159,8 @@ class Rclone(Variant):
     workload: Workload | None = None
     checks: bool = True
     transfers: int = 5
+    hashes: bool = True
+    """Whether the remote can hash at all (rclone's ftp backend cannot: sizes only)."""
 
     def flags(self) -> list[str]:
         return [*([] if self.checks else ["--ignore-checksum"]),
@@ -157,12 +174,22 @@ class Rclone(Variant):
 
     def check_made(self, run: RunDir, outputs: list[tuple[Path, Path]]) -> str:
         assert self.workload is not None
-        label = "server md5sum vs ETag" if self.checks else "size only"
+        if not self.hashes:
+            label = "size only (FTP has no hashes)"
+        else:
+            label = "server md5sum vs ETag" if self.checks else "size only"
         if not run.evidence:
             return label  # proved on the warm-up run, same binary and configuration
         log = (run.logs / "rclone.log").read_text(errors="replace")
         verified = len(_RCLONE_MD5_OK.findall(log))
         remote_md5 = log.count("Running remote command: md5sum ")
+        if not self.hashes:
+            copied = len(_RCLONE_COPIED.findall(log))
+            if verified or copied != self.workload.count:
+                raise BenchError(f"rclone: {copied} files copied and {verified} hash checks, "
+                                 f"expected {self.workload.count} and none; see "
+                                 f"{run.logs / 'rclone.log'}")
+            return label
         if self.checks and verified != self.workload.count:
             raise BenchError(f"rclone verified {verified} of {self.workload.count} files by "
                              f"hash; see {run.logs / 'rclone.log'}")

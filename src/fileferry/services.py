@@ -13,7 +13,6 @@ from typing import Any
 from fileferry.config import Settings
 from fileferry.errors import FileFerryError, RefusedError, all_error_classes
 from fileferry.integrations.notify import WebhookNotifier
-from fileferry.integrations.servicenow import ServiceNowTicketing
 from fileferry.models import FileResult, TransferResult
 from fileferry.store import Store, open_store
 from fileferry.transfer.engine import TransferRequest
@@ -47,8 +46,11 @@ def make_deps(settings: Settings, store: Store,
     """The local ports; later issues swap in ServiceNow, Teams/Slack, SSO, Secrets Manager."""
     notifier: Notifier = (WebhookNotifier(store, settings.notifications)
                           if settings.notifications.channels else LocalNotifier(store))
-    ticketing: Ticketing = (ServiceNowTicketing(store, settings.servicenow)
-                            if settings.servicenow else LocalTicketing(store))
+    ticketing: Ticketing = LocalTicketing(store)
+    if settings.servicenow is not None:
+        from fileferry.integrations.servicenow import ServiceNowTicketing
+
+        ticketing = ServiceNowTicketing(store, settings.servicenow)
     return Deps(settings=settings, store=store, ticketing=ticketing,
                 notifier=notifier, sessions=LocalSessions(store),
                 secrets=ConfigSecrets(settings), sleep=sleep, subscribers=list(subscribers),

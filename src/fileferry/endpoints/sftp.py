@@ -378,7 +378,10 @@ class SftpDestination:
                 # covers, so asking for 4 MiB of a 64 KiB file would send 16 requests, and
                 # again at the end. The size only shapes the requests: the loop still reads
                 # until the server says end of file.
-                left = int((await handle.stat()).size or 0)
+                try:
+                    left = int((await handle.stat()).size or 0)
+                except asyncssh.SFTPError:  # no fstat: read in probe-sized steps
+                    left = 0
                 while chunk := await handle.read(min(left, READ_BLOCK * 16) if left > 0
                                                  else EOF_PROBE):
                     left -= len(chunk)
