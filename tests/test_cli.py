@@ -412,6 +412,7 @@ def test_demo(tmp_path: Path) -> None:
     proc = run_cli("demo", "--dir", tmp_path / "demo", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count("delivered 4 file(s)") == 2  # to SFTP, then to FTPS
+    assert proc.stdout.count("ServiceNow tickets: user INC") == 2  # the emulator's numbers
     assert proc.stdout.count("temporary files left behind: 0") == 2
     assert proc.stdout.count("  ok /") == 8 and "unexpected" not in proc.stdout
     assert "TargetExists" in proc.stdout  # the repeated transfer is refused, as the demo says

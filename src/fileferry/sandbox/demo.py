@@ -23,6 +23,7 @@ from fileferry.config import load_settings
 from fileferry.models import TransferResult
 from fileferry.sandbox.ftps import SandboxFtpServer
 from fileferry.sandbox.s3 import MotoServer
+from fileferry.sandbox.servicenow import ServiceNowEmulator
 from fileferry.sandbox.sftp import SandboxSftpServer
 from fileferry.sandbox.tls import make_test_pki
 from fileferry.services import history, submit_transfer
@@ -52,6 +53,11 @@ destinations:
     password: ${{FILEFERRY_DEMO_PASSWORD}}
     ca_file: {ca_file}
     verify: auto
+servicenow:
+  instance_url: {snow_url}
+  username: admin
+  password: ${{FILEFERRY_DEMO_PASSWORD}}
+  default_assignment_group: DataOps
 store:
   url: sqlite:///{workdir}/fileferry.db
 """
@@ -96,22 +102,27 @@ async def run_demo(workdir: Path, keep_running: bool = False) -> int:
     password = os.environ["FILEFERRY_DEMO_PASSWORD"]
     pki = make_test_pki(workdir / "pki")
     with MotoServer(workdir) as s3, \
-            SandboxFtpServer(workdir / "ftps", "bank", password, tls=pki) as ftps:
+            SandboxFtpServer(workdir / "ftps", "bank", password, tls=pki) as ftps, \
+            ServiceNowEmulator(username="admin", password=password) as snow:
+        snow.add_group("DataOps")
+        snow.add_user("demo", "Demo Requester")
         sftp = await SandboxSftpServer(workdir / "sftp", "partner", password).start()
         try:
-            config, objects = _setup(workdir, s3.endpoint_url, sftp, ftps.port, pki.ca_file)
+            config, objects = _setup(workdir, s3.endpoint_url, sftp, ftps.port, pki.ca_file,
+                                     snow.url)
             return await _show(workdir, config, objects, keep_running)
         finally:
             await sftp.close()
 
 
 def _setup(workdir: Path, endpoint: str, sftp: SandboxSftpServer, ftps_port: int,
-           ca_file: Path) -> tuple[Path, dict[str, bytes]]:
+           ca_file: Path, snow_url: str) -> tuple[Path, dict[str, bytes]]:
     out = console.stdout
     out.rule("FileFerry demo")
     out.print(f"S3 stand-in (moto)   {endpoint}")
     out.print(f"SFTP stand-in        127.0.0.1:{sftp.port}  host key {sftp.fingerprint}")
     out.print(f"FTPS stand-in        127.0.0.1:{ftps_port}  certificate from a demo CA")
+    out.print(f"ServiceNow stand-in  {snow_url}  (Table API emulator)")
     client = boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1")
     client.create_bucket(Bucket=BUCKET)
     objects = seed_objects()
@@ -123,7 +134,7 @@ def _setup(workdir: Path, endpoint: str, sftp: SandboxSftpServer, ftps_port: int
     config = workdir / "fileferry.yaml"
     config.write_text(CONFIG.format(endpoint=endpoint, port=sftp.port, ftps_port=ftps_port,
                                     ca_file=ca_file, known_hosts=known_hosts,
-                                    workdir=workdir), encoding="utf-8")
+                                    workdir=workdir, snow_url=snow_url), encoding="utf-8")
     out.print(f"configuration        {config}")
     return config, objects
 
@@ -165,6 +176,9 @@ async def _transfer(config: Path, sources: list[str], destination: str) -> Trans
     states = [e["state"] for e in events if e["event"] == "entered" and "/" not in e["path"]]
     console.stdout.print(f"workflow {result.execution_id}: {' → '.join(states)}",
                          highlight=False)
+    if result.tickets:
+        console.stdout.print(f"ServiceNow tickets: user {result.tickets.get('user')}, "
+                             f"audit {result.tickets.get('audit')}", highlight=False)
     return result
 
 
