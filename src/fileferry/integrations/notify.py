@@ -38,7 +38,6 @@ Size limits, and what is cut to stay inside them:
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import http.client
 import json
 import logging
@@ -66,6 +65,7 @@ from pydantic import (
     model_validator,
 )
 
+from fileferry.integrations.http import retry_after_seconds
 from fileferry.store import Store
 
 __all__ = [
@@ -475,20 +475,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _retry_after(value: str | None, now: float) -> float | None:
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - now)
-
 
 def urllib_transport(url: str, body: bytes, timeout: float, verify_tls: bool) -> HttpResponse:
     """POST ``body`` as JSON with the standard library (honours HTTPS_PROXY / NO_PROXY)."""
@@ -509,7 +495,7 @@ def urllib_transport(url: str, body: bytes, timeout: float, verify_tls: bool) ->
     except urllib.error.HTTPError as exc:
         with exc:
             text = exc.read(2048).decode("utf-8", "replace") if exc.fp is not None else ""
-            return HttpResponse(exc.code, _retry_after(exc.headers.get("Retry-After"),
+            return HttpResponse(exc.code, retry_after_seconds(exc.headers.get("Retry-After"),
                                                        time.time()), text)
 
 

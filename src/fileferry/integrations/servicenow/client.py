@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import email.utils
 import logging
 import random
 import time
@@ -37,6 +36,7 @@ from fileferry.errors import (
     FileFerryError,
     PermissionDenied,
 )
+from fileferry.integrations.http import retry_after_seconds
 from fileferry.integrations.servicenow.settings import ServiceNowSettings
 
 __all__ = [
@@ -105,19 +105,6 @@ class CircuitBreaker:
                             self.failures)
             self.opened_at = self._clock()  # (re)open: half-open trial failed too
 
-
-def _retry_after(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _error_text(response: requests.Response) -> str:
@@ -190,11 +177,11 @@ class ServiceNowClient:
         if status >= 500:
             self.breaker.failure()
             raise _Transient(f"{method} {url}: {status} {_error_text(response)}",
-                             _retry_after(response.headers.get("Retry-After")))
+                             retry_after_seconds(response.headers.get("Retry-After"), time.time()))
         self.breaker.success()
         if status == 429:
             raise _Transient(f"{method} {url}: 429 {_error_text(response)}",
-                             _retry_after(response.headers.get("Retry-After")))
+                             retry_after_seconds(response.headers.get("Retry-After"), time.time()))
         return response
 
     def _delay(self, attempt: int, retry_after: float | None) -> float:
