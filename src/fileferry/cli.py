@@ -208,7 +208,8 @@ def resume(
     config: ConfigOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Continue unfinished transfers from their last checkpoint (after a crash)."""
+    """Continue unfinished transfers from their last checkpoint (after a crash), and
+    deliver ticket work queued while ServiceNow was unavailable."""
     from fileferry.services import resume_transfers
 
     try:

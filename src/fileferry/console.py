@@ -114,6 +114,12 @@ def print_result(result: TransferResult, console: Console = stdout,
     else:
         console.print(f"[green]delivered[/green] {len(result.files)} file(s), {total}, "
                       "every one verified")
+    if result.tickets:
+        line = f"tickets: user {result.tickets.get('user')}, audit {result.tickets.get('audit')}"
+        if result.tickets_pending:
+            line += " (ticket work queued: ServiceNow is unavailable; `fileferry resume` " \
+                    "delivers it)"
+        console.print(line, highlight=False)
 
 
 def isatty() -> bool:

@@ -53,6 +53,9 @@ class TransferResult(BaseModel):
     files: list[FileResult]
     error: dict[str, str] | None = None
     tickets: dict[str, str] | None = None
+    # True while ticket work waits in the outbox (ServiceNow unavailable): the tickets
+    # read "pending" until created, and an update may still be owed to created ones.
+    tickets_pending: bool = False
 
     @classmethod
     def refused(cls, transfer_id: str, error: FileFerryError) -> TransferResult:

@@ -33,8 +33,8 @@ from fileferry.workflow.steps.deps import Deps
 from fileferry.workflow.steps.finish import remove_leftovers
 from fileferry.workflow.steps.validate import ensure_transfer
 
-__all__ = ["history", "make_deps", "request_cancel", "resume_transfers", "submit_transfer",
-           "transfer_result"]
+__all__ = ["deliver_pending", "history", "make_deps", "request_cancel", "resume_transfers",
+           "submit_transfer", "transfer_result"]
 
 _REFUSALS = {cls.__name__ for cls in all_error_classes() if issubclass(cls, RefusedError)}
 CANCEL_POLL = 1.0
@@ -48,9 +48,10 @@ def make_deps(settings: Settings, store: Store,
                           if settings.notifications.channels else LocalNotifier(store))
     ticketing: Ticketing = LocalTicketing(store)
     if settings.servicenow is not None:
+        from fileferry.integrations.outbox import OutboxTicketing
         from fileferry.integrations.servicenow import ServiceNowTicketing
 
-        ticketing = ServiceNowTicketing(store, settings.servicenow)
+        ticketing = OutboxTicketing(ServiceNowTicketing(store, settings.servicenow), store)
     return Deps(settings=settings, store=store, ticketing=ticketing,
                 notifier=notifier, sessions=LocalSessions(store),
                 secrets=ConfigSecrets(settings), sleep=sleep, subscribers=list(subscribers),
@@ -66,6 +67,7 @@ async def transfer_result(store: Store, transfer_id: str,
     """The CLI's and the API's view of a transfer, from the store."""
     record = await store.get_transfer(transfer_id)
     files = await store.get_files(transfer_id)
+    pending = any(e.state == "pending" for e in await store.work(transfer_id))
     failed = execution is not None and execution.status != "SUCCEEDED"
     results = [FileResult(source=f.source, destination=f.destination, size=f.size,
                           sha256=f.sha256, md5=f.md5, verified_by=f.verified_by,
@@ -76,7 +78,8 @@ async def transfer_result(store: Store, transfer_id: str,
         status = "SUCCEEDED" if execution else (record.status if record else "FAILED")
         return TransferResult(transfer_id=transfer_id, status=status,
                               execution_id=record.execution_id if record else None,
-                              files=results, tickets=(record.tickets or None) if record else None)
+                              files=results, tickets=(record.tickets or None) if record else None,
+                              tickets_pending=pending)
     error = {"type": execution.error or "States.Runtime", "message": execution.cause or ""}
     moved = any(f.status in ("DELIVERED", "FAILED") or f.bytes_confirmed for f in files)
     if execution.status == "ABORTED":
@@ -89,7 +92,8 @@ async def transfer_result(store: Store, transfer_id: str,
     return TransferResult(transfer_id=transfer_id, status=status,
                           execution_id=record.execution_id if record else None,
                           files=results, error=error,
-                          tickets=(record.tickets or None) if record else None)
+                          tickets=(record.tickets or None) if record else None,
+                          tickets_pending=pending)
 
 
 async def _close(deps: Deps) -> None:
@@ -107,6 +111,22 @@ async def _watch_cancel(store: Store, transfer_id: str, cancel: asyncio.Event) -
             cancel.set()
 
 
+async def _flush(deps: Deps, transfer_id: str) -> None:
+    """Give queued ticket work up to ``servicenow.flush_timeout`` to reach ServiceNow."""
+    from fileferry.integrations.outbox import OutboxTicketing, flush
+
+    snow = deps.settings.servicenow
+    if isinstance(deps.ticketing, OutboxTicketing) and snow is not None:
+        await flush(deps.ticketing, deps.store, transfer_id, snow.flush_timeout)
+
+
+async def _drain_all(deps: Deps) -> None:
+    from fileferry.integrations.outbox import OutboxTicketing, drain
+
+    if isinstance(deps.ticketing, OutboxTicketing):
+        await drain(deps.ticketing, deps.store)
+
+
 async def _run(deps: Deps, transfer_id: str, payload: dict[str, Any],
                resume: bool) -> TransferResult:
     cancel = asyncio.Event()
@@ -118,6 +138,7 @@ async def _run(deps: Deps, transfer_id: str, payload: dict[str, Any],
         watcher.cancel()
     if execution.status == "ABORTED":
         await _after_cancel(deps, transfer_id)
+    await _flush(deps, transfer_id)
     return await transfer_result(deps.store, transfer_id, execution)
 
 
@@ -165,6 +186,7 @@ async def resume_transfers(settings: Settings, transfer_id: str | None = None,
     try:
         ids = [transfer_id] if transfer_id else [
             e.removeprefix("exec-") for e in await store.unfinished_executions()]
+        pending_ids = await store.transfers_with_pending_work()
         results = []
         for tid in ids:
             record = await store.get_transfer(tid)
@@ -173,7 +195,28 @@ async def resume_transfers(settings: Settings, transfer_id: str | None = None,
             payload = ExecutionInput(transfer_id=tid, requester=record.requester,
                                      sources=record.sources, destination=record.destination)
             results.append(await _run(deps, tid, payload.model_dump(), resume=True))
+        await _drain_all(deps)
+        if transfer_id is None:  # finished transfers whose tickets were owed
+            done = {r.transfer_id for r in results}
+            results += [await transfer_result(store, tid) for tid in pending_ids
+                        if tid not in done]
         return results
+    finally:
+        await _close(deps)
+        await store.close()
+
+
+async def deliver_pending(settings: Settings) -> int:
+    """Deliver ticket work queued during a ServiceNow outage; returns how much is
+    still pending (0 when everything reached ServiceNow or was refused for good)."""
+    from fileferry.integrations.outbox import OutboxTicketing, drain
+
+    store = open_store(settings.store.url)
+    deps = make_deps(settings, store)
+    try:
+        if not isinstance(deps.ticketing, OutboxTicketing):
+            return 0
+        return (await drain(deps.ticketing, store)).pending
     finally:
         await _close(deps)
         await store.close()

@@ -24,6 +24,7 @@ from fileferry.store.models import (
     AuditEntry,
     FileRecord,
     FileRecordStatus,
+    OutboxEntry,
     TransferRecord,
     TransferRecordStatus,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "ConditionFailed",
     "FileRecord",
     "FileRecordStatus",
+    "OutboxEntry",
     "Row",
     "SqliteBackend",
     "Store",

@@ -18,6 +18,7 @@ Tables the Store uses (pk / sk)::
     history      execution_id / seq (padded)  {"event": ...}    append-only
     executions   execution_id / "_"           transfer_id, status, active
     leases       execution_id / "_"           owner, heartbeat, ttl
+    outbox       transfer_id / seq (padded)   OutboxEntry       work to deliver later
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from fileferry.store.models import (
     FINAL_STATUSES,
     AuditEntry,
     FileRecord,
+    OutboxEntry,
     TransferRecord,
     refuse_secrets,
 )
@@ -303,6 +305,46 @@ class Store:
                 raise StoreConflict(f"{scope}/{key} vanished after being recorded") from None
             return False, dict(stored["value"])
         return True, dict(value)
+
+    async def recorded(self, scope: str, key: str) -> dict[str, Any] | None:
+        """What :meth:`record_once` kept for ``(scope, key)``, or None."""
+        item = await self.backend.get("idempotency", scope, key)
+        return None if item is None else dict(item["value"])
+
+    # --- the outbox: side-effect work (tickets) delivered after an outage
+
+    async def enqueue_work(self, transfer_id: str, key: str, op: str,
+                           payload: Mapping[str, Any], at: float) -> bool:
+        """Queue ``op`` for the transfer after its other work, unless work with this
+        ``key`` was queued before (delivered or not); True when queued now."""
+        if any(e.key == key for e in await self.work(transfer_id)):
+            return False
+        await self._append("outbox", transfer_id, {"key": key, "op": op,
+                                                   "payload": dict(payload),
+                                                   "state": "pending", "attempts": 0,
+                                                   "last_error": None, "at": at})
+        return True
+
+    async def work(self, transfer_id: str) -> list[OutboxEntry]:
+        """The transfer's queued work in the order it was queued."""
+        rows = await self.backend.query("outbox", transfer_id)
+        return [OutboxEntry.model_validate(r.item) for r in rows]
+
+    async def transfers_with_pending_work(self) -> list[str]:
+        rows = await self.backend.scan("outbox", where={"state": "pending"})
+        return list(dict.fromkeys(r.pk for r in rows))
+
+    async def settle_work(self, transfer_id: str, seq: int, *, state: str,
+                          error: str | None = None) -> None:
+        """Record an attempt at queued work: ``state`` pending (it failed, try again
+        later), done, or failed (it never will succeed)."""
+        def change(current: Item | None) -> Item:
+            if current is None:
+                raise KeyError(f"no queued work {transfer_id}/{seq}")
+            return {**current, "state": state, "last_error": error,
+                    "attempts": int(current["attempts"]) + 1}
+
+        await self._modify("outbox", transfer_id, _seq_key(seq), change)
 
     # --- workflow executions
 

@@ -16,6 +16,7 @@ __all__ = [
     "AuditEntry",
     "FileRecord",
     "FileRecordStatus",
+    "OutboxEntry",
     "TransferRecord",
     "TransferRecordStatus",
     "refuse_secrets",
@@ -76,6 +77,24 @@ class AuditEntry(BaseModel):
     seq: int
     event: str
     detail: dict[str, Any]
+    at: float
+
+
+class OutboxEntry(BaseModel):
+    """Work on a side system (tickets) queued while that system was unavailable.
+
+    ``key`` makes queueing idempotent (``create``, ``update:SUCCEEDED``); ``state`` is
+    pending until delivered (done) or refused for good (failed)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    key: str
+    op: str
+    payload: dict[str, Any]
+    state: Literal["pending", "done", "failed"]
+    attempts: int
+    last_error: str | None
     at: float
 
 

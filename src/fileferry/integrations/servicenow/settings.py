@@ -95,6 +95,8 @@ class ServiceNowSettings(BaseModel):
     max_retry_after: float = Field(60.0, ge=0, le=3600)
     breaker_threshold: int = Field(5, ge=1)  # consecutive failed attempts that open it
     breaker_cooldown: float = Field(30.0, ge=0)  # seconds it stays open
+    # how long `fileferry transfer` waits for ticket work queued during an outage
+    flush_timeout: float = Field(30.0, ge=0, le=3600)
     verify_tls: bool = True
     ca_file: Path | None = None
 

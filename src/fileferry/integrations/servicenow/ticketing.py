@@ -84,8 +84,7 @@ class ServiceNowTicketing:
     # -- the store -------------------------------------------------------------------------
 
     async def _recorded(self, scope: str, key: str) -> dict[str, Any] | None:
-        item = await self._store.backend.get("idempotency", scope, key)
-        return dict(item["value"]) if item is not None else None
+        return await self._store.recorded(scope, key)
 
     # -- lookups ---------------------------------------------------------------------------
 
