@@ -162,11 +162,16 @@ class BusProgress:
         self._bus.publish(TransferEvent(type="progress", transfer=view))
 
     async def close(self) -> None:
-        """Stop the publishing task (the worker publishes the final status itself)."""
+        """Stop the publishing task and publish what it had not yet (the worker
+        publishes the final status itself)."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
+            try:
+                await self._publish()
+            except Exception:
+                log.warning("could not publish progress of %s", self._tid, exc_info=True)
 
 
 class StorePoller:
