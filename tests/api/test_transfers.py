@@ -174,3 +174,21 @@ def test_cancel_a_running_transfer(client: httpx.Client, api_env: ApiEnv, s3: An
     assert tree(api_env.remote / subdir) == {}, "the temporary file is removed"
     again = client.post(f"/api/transfers/{tid}/cancel")
     assert again.status_code == 409 and again.json()["error"]["type"] == "NotRunning"
+
+
+def test_a_missing_object_ends_refused_as_transfer_json_says(client: httpx.Client,
+                                                             api_env: ApiEnv,
+                                                             subdir: str) -> None:
+    who = "refused-" + secrets.token_hex(3)
+    tid = client.post("/api/transfers", json={
+        "sources": [f"s3://{api_env.bucket}/{subdir}/missing.csv"],
+        "destination": f"t:{subdir}/", "options": {"requester": who}}).json()["transfer_id"]
+    done = wait_for(client, tid)
+    assert done["status"] == "REFUSED" and done["error"]["type"] == "SourceNotFound"
+    assert done["files"] == []
+
+    def ids(status: str) -> list[str]:
+        page = client.get("/api/transfers", params={"requester": who, "status": status})
+        return [t["transfer_id"] for t in page.json()["data"]]
+
+    assert ids("REFUSED") == [tid] and ids("FAILED") == []
