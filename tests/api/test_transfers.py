@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import re
 import secrets
+import time
 from typing import Any
 
 import httpx
@@ -51,7 +52,11 @@ def test_post_runs_the_transfer_to_the_end(client: httpx.Client, api_env: ApiEnv
     # The body is the CLI's --json object plus the live fields.
     assert {"transfer_id", "execution_id", "status", "files", "error", "tickets"} <= set(done)
     assert metric(client, "fileferry_bytes_transferred_total") >= bytes_before + len(body)
-    assert metric(client, "fileferry_transfers_total", '{status="SUCCEEDED"}') == ok_before + 1
+    # The worker counts the transfer once its workflow returns, just after the store says so.
+    deadline = time.monotonic() + 10
+    while metric(client, "fileferry_transfers_total", '{status="SUCCEEDED"}') < ok_before + 1:
+        assert time.monotonic() < deadline, "the transfer was never counted"
+        time.sleep(0.05)
     assert metric(client, "fileferry_files_total", '{status="DELIVERED"}') >= 1
     assert "fileferry_transfer_duration_seconds_count" in client.get("/metrics").text
 
