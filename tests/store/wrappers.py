@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from fileferry.store import Backend, Row
+from fileferry.store import Backend, Row, SchemaEntry
 
 
 class CountingBackend:
@@ -52,6 +52,9 @@ class CountingBackend:
     async def put_many(self, table: str, rows: Sequence[Row]) -> None:
         self.calls["put_many", table] += 1
         await self.inner.put_many(table, rows)
+
+    async def create_schema(self) -> list[SchemaEntry]:
+        return await self.inner.create_schema()
 
     async def close(self) -> None:
         await self.inner.close()
