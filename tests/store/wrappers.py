@@ -29,7 +29,7 @@ class CountingBackend:
     async def put(self, table: str, pk: str, sk: str, item: dict[str, Any], *,
                   if_absent: bool = False, if_version: int | None = None) -> None:
         self.calls["put", table] += 1
-        if if_version is not None and self.before_conditional_put:
+        if (if_absent or if_version is not None) and self.before_conditional_put:
             await self.before_conditional_put.pop(0)()
         await self.inner.put(table, pk, sk, item, if_absent=if_absent, if_version=if_version)
 

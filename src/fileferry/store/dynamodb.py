@@ -9,13 +9,14 @@ says how an item is laid out. The leases table has TTL on ``expires_at``.
   for a missing item); ``ConditionalCheckFailedException`` becomes
   :class:`ConditionFailed`. Every read is strongly consistent, as leases and
   appends need.
-* **scan** reads every matching item of the table (all pages, the filter
-  applied by DynamoDB), then sorts by (pk, sk) and applies ``start_after``
-  and ``limit`` here: DynamoDB scans in hash order, so this is the way to the
-  SQLite backend's ordering. The cost: each call reads the whole table (a
-  filter does not lower consumed reads), so a page of ``list_transfers`` costs
-  one pass over the transfers. That is fine for thousands of transfers; past
-  that, a GSI with one constant partition and ``pk`` as its sort key is the way.
+* **scan** reads every matching item of the table (a parallel scan of four
+  segments, all pages, the filter applied by DynamoDB), then sorts by (pk, sk)
+  and applies ``start_after`` and ``limit`` here: DynamoDB scans in hash
+  order, so this is the way to the SQLite backend's ordering. The cost: each
+  call reads the whole table (a filter does not lower consumed reads), so a
+  page of ``list_transfers`` costs one pass over the transfers. That is fine
+  for thousands of transfers; past that, a GSI with one constant partition
+  and ``pk`` as its sort key is the way.
 * **put_many** sends batches of 25 (``BatchWriteItem``) in parallel and
   re-sends unprocessed items with backoff; duplicate keys keep the last row.
 * **Threads.** boto3 is synchronous: calls run on this backend's small thread
@@ -63,6 +64,7 @@ T = TypeVar("T")
 Client = Any  # botocore's DynamoDB client: typed only at this boundary
 BATCH = 25  # BatchWriteItem's limit
 BATCH_ATTEMPTS = 8
+SCAN_SEGMENTS = 4  # a parallel scan: a whole-table read in a quarter of the time
 
 _DENIED = {"AccessDeniedException", "AccessDenied"}
 _BAD_CREDENTIALS = {"UnrecognizedClientException", "InvalidSignatureException",
@@ -293,7 +295,11 @@ class DynamoBackend:
                     ProjectionExpression="#k, #s, #i")
         args["ExpressionAttributeNames"] = {**args.get("ExpressionAttributeNames", {}),
                                             "#k": "pk", "#s": "sk", "#i": "item"}
-        rows = await self._call(table, functools.partial(_pages, "scan", args, None))
+        segments = await asyncio.gather(*(
+            self._call(table, functools.partial(
+                _pages, "scan", {**args, "Segment": i, "TotalSegments": SCAN_SEGMENTS}, None))
+            for i in range(SCAN_SEGMENTS)))
+        rows = [row for segment in segments for row in segment]
         rows.sort(key=lambda row: (row.pk, row.sk))  # code points: SQLite's BINARY order
         if start_after is not None:
             rows = [row for row in rows if (row.pk, row.sk) > start_after]
