@@ -69,7 +69,7 @@ class FaultProxy:
         self._lock = threading.Lock()
         self._bytes_up = self._connections = self._cuts = 0
         self._cut_size = self._budget = self._cuts_left = self._gen = 0
-        self._blocked = False
+        self._blocked = self._server_fin = False
         self._conns: set[_Conn] = set()
         self._listeners: dict[Task, bool] = {}  # accept task -> is an FTP data listener
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -102,14 +102,20 @@ class FaultProxy:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def cut_after(self, n_bytes: int, times: int = 1) -> None:
+    def cut_after(self, n_bytes: int, times: int = 1, *, server_sees_fin: bool = False) -> None:
         """Arm a fault: once ``n_bytes`` more client->server bytes have passed (all
         connections, data connections included), reset every open connection; repeat
-        ``times`` times, counting ``n_bytes`` afresh after each cut. ``times=0`` disarms."""
+        ``times`` times, counting ``n_bytes`` afresh after each cut. ``times=0`` disarms.
+
+        With ``server_sees_fin`` the server's side is closed with a FIN instead of a RST,
+        so it still reads every byte forwarded before the cut (a RST makes the kernel
+        drop what the server had not read yet: how much depends on the machine's load);
+        the client's side is reset either way."""
         if n_bytes < 1 or times < 0:
             raise ValueError("cut_after needs n_bytes >= 1 and times >= 0")
         with self._lock:
             self._cut_size, self._budget, self._cuts_left = n_bytes, n_bytes, times
+            self._server_fin = server_sees_fin
             self._gen += 1
 
     def block(self) -> None:
@@ -208,8 +214,11 @@ class FaultProxy:
             pass  # cut
         finally:
             self._conns.discard(conn)
-            for sock in conn.socks:
-                _reset_close(sock) if conn.aborted else sock.close()
+            for i, sock in enumerate(conn.socks):
+                if conn.aborted and not (i == 1 and self._server_fin):
+                    _reset_close(sock)
+                else:
+                    sock.close()
 
     async def _pump(self, conn: _Conn, src: socket.socket, dst: socket.socket, *, up: bool,
                     ftp: bool) -> None:

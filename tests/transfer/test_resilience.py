@@ -79,7 +79,7 @@ async def test_ftp_resumes_after_a_cut(request: pytest.FixtureRequest,
     dest["url"] = dest["url"].replace(f":{request.getfixturevalue('proftpd').plain_port}/",
                                       f":{ftp_proxy.port}/")
     settings = settings_for({"t": dest}, transfer=SMALL_CHUNKS)
-    ftp_proxy.cut_after(3 * MiB)
+    ftp_proxy.cut_after(3 * MiB, server_sees_fin=True)  # what was sent reaches the disk
     recorder = Recorder()
     result = await send(settings, f"s3://{bucket}/big.bin", subscribers=[recorder])
     assert result.status == "SUCCEEDED", result.error

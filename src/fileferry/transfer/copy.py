@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import posixpath
+import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -37,6 +38,8 @@ __all__ = ["CopyOptions", "ResumeState", "alternative_name", "copy_file", "place
 log = logging.getLogger(__name__)
 MAX_RENAME_TRIES = 1000
 CHECKPOINTS = 64
+SETTLE_INTERVAL = 0.25  # seconds between looks at a partial file the server may still grow
+SETTLE_MAX = 10.0
 """Digest snapshots kept per file: enough to rewind past what a server had not stored."""
 
 
@@ -191,8 +194,29 @@ async def _resume_point(dest: Destination, tmp: str, state: ResumeState,
     if not dest.capabilities.supports_resume:
         state.reset()
         return 0
+    return state.resume_from(await _settled_size(dest, tmp))
+
+
+async def _settled_size(dest: Destination, tmp: str) -> int:
+    """The partial file's size once the server has stopped growing it.
+
+    A server that acknowledges no single write (FTP: one stream per STOR) may still be
+    storing what a broken data connection delivered when we reconnect: resuming at the
+    size it shows then would leave two writers on one file. Wait until two looks agree
+    (at most :data:`SETTLE_MAX` seconds)."""
     info = await dest.stat(tmp)
-    return state.resume_from(info.size if info else 0)
+    size = info.size if info else 0
+    if dest.capabilities.supports_offset_writes:
+        return size  # every write was acknowledged: the size is final
+    deadline = time.monotonic() + SETTLE_MAX
+    while time.monotonic() < deadline:
+        await asyncio.sleep(SETTLE_INTERVAL)
+        info = await dest.stat(tmp)
+        now = info.size if info else 0
+        if now == size:
+            break
+        size = now
+    return size
 
 
 async def _close_stream(stream: ByteStream) -> None:
