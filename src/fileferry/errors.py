@@ -158,9 +158,15 @@ class InvalidToken(AuthenticationFailed):
     The message never contains the token itself.
     """
 
-    def __init__(self, reason: str, detail: str = "") -> None:
-        super().__init__(f"token refused: {reason}" + (f" ({detail})" if detail else ""))
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
         self.reason = reason
+
+    @classmethod
+    def because(cls, reason: str, detail: str = "") -> InvalidToken:
+        """``token refused: REASON (DETAIL)``."""
+        return cls(f"token refused: {reason}" + (f" ({detail})" if detail else ""),
+                   reason=reason)
 
 
 class NotAuthorized(RefusedError):

@@ -140,8 +140,8 @@ class JwksCache:
                 self._load()
                 found = self._pick(kid, alg)
         if found is None:
-            raise InvalidToken("unknown signing key",
-                               f"no {alg} key with kid {kid!r} in the issuer's JWKS")
+            raise InvalidToken.because("unknown signing key",
+                                       f"no {alg} key with kid {kid!r} in the issuer's JWKS")
         return found
 
 
@@ -177,19 +177,19 @@ class TokenVerifier:
 
     def _header(self, token: str) -> dict[str, Any]:
         if not token or token.count(".") != 2:
-            raise InvalidToken("malformed", "not a JWT (header.payload.signature)")
+            raise InvalidToken.because("malformed", "not a JWT (header.payload.signature)")
         try:
             return jwt.get_unverified_header(token)
         except jwt.PyJWTError:
-            raise InvalidToken("malformed", "the header is not valid JSON") from None
+            raise InvalidToken.because("malformed", "the header is not valid JSON") from None
 
     def claims(self, token: str) -> dict[str, Any]:
         """The verified claims; InvalidToken (naming the reason) otherwise."""
         header = self._header(token)
         alg = str(header.get("alg"))
         if alg not in self.sso.algorithms:
-            raise InvalidToken("algorithm not allowed",
-                               f"{alg!r}; allowed: {', '.join(self.sso.algorithms)}")
+            raise InvalidToken.because("algorithm not allowed",
+                                       f"{alg!r}; allowed: {', '.join(self.sso.algorithms)}")
         kid = header.get("kid")
         key = self.jwks.key(str(kid) if kid is not None else None, alg)
         try:
@@ -201,14 +201,14 @@ class TokenVerifier:
             detail = {"wrong audience": f"expected {' or '.join(self.sso.audiences)}",
                       "wrong issuer": f"expected {self.sso.issuer}",
                       "missing claim": getattr(exc, "claim", "")}.get(reason, "")
-            raise InvalidToken(reason, detail) from None
+            raise InvalidToken.because(reason, detail) from None
 
     def verify(self, token: str) -> Principal:
         claims = self.claims(token)
         user = _claim(claims, self.sso.user_claim)
         if not isinstance(user, str) or not user.strip():
-            raise InvalidToken("no user", f"claim {self.sso.user_claim!r} is missing or empty "
-                               "(sso.user_claim)")
+            raise InvalidToken.because(
+                "no user", f"claim {self.sso.user_claim!r} is missing or empty (sso.user_claim)")
         raw = _claim(claims, self.sso.groups_claim)
         groups = [raw] if isinstance(raw, str) else raw if isinstance(raw, list) else []
         return Principal(user=user, groups=frozenset(str(g) for g in groups), claims=claims,
