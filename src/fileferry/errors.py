@@ -178,7 +178,15 @@ class PolicyDenied(NotAuthorized):
 
 
 class SessionExpired(RefusedError):
-    """The transfer session was used after it expired or was closed at logout."""
+    """The transfer session was used after it expired or was closed at logout.
+
+    ``closed`` is True when it was ended on purpose (logout, failure, cancel): such a
+    session is never replaced by a new one.
+    """
+
+    def __init__(self, message: str, *, closed: bool = False) -> None:
+        super().__init__(message)
+        self.closed = closed
 
 
 class ApprovalRejected(RefusedError):

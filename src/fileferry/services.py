@@ -7,11 +7,13 @@ on the embedded runner, recorded in the state store.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fileferry.config import Settings
 from fileferry.errors import FileFerryError, RefusedError, all_error_classes
+from fileferry.identity.sessions import DEFAULT_TTL, StoreSessions
 from fileferry.integrations.notify import WebhookNotifier
 from fileferry.models import FileResult, TransferResult
 from fileferry.store import Store, open_store
@@ -23,7 +25,6 @@ from fileferry.workflow.models import ExecutionInput, Tickets
 from fileferry.workflow.ports import (
     ConfigSecrets,
     LocalNotifier,
-    LocalSessions,
     LocalTicketing,
     Notifier,
     Ticketing,
@@ -42,7 +43,7 @@ CANCEL_POLL = 1.0
 
 def make_deps(settings: Settings, store: Store,
               subscribers: Sequence[ProgressSubscriber] = (), sleep: Sleep | None = None,
-              source: Any = None) -> Deps:
+              source: Any = None, clock: Callable[[], float] = time.time) -> Deps:
     """The local ports; later issues swap in ServiceNow, Teams/Slack, SSO, Secrets Manager."""
     notifier: Notifier = (WebhookNotifier(store, settings.notifications)
                           if settings.notifications.channels else LocalNotifier(store))
@@ -52,9 +53,14 @@ def make_deps(settings: Settings, store: Store,
 
         ticketing = ServiceNowTicketing(store, settings.servicenow)
     return Deps(settings=settings, store=store, ticketing=ticketing,
-                notifier=notifier, sessions=LocalSessions(store),
+                notifier=notifier, sessions=_sessions(settings, store, clock),
                 secrets=ConfigSecrets(settings), sleep=sleep, subscribers=list(subscribers),
-                source=source)
+                source=source, clock=clock)
+
+
+def _sessions(settings: Settings, store: Store, clock: Callable[[], float]) -> StoreSessions:
+    ttl = settings.sso.session_ttl_seconds if settings.sso is not None else DEFAULT_TTL
+    return StoreSessions(store, ttl, clock)
 
 
 def execution_id_for(transfer_id: str) -> str:
@@ -126,16 +132,15 @@ async def _after_cancel(deps: Deps, transfer_id: str) -> None:
     record = await deps.store.get_transfer(transfer_id)
     if record is None:
         return
+    for entry in await deps.store.audit(transfer_id):  # log out first
+        if entry.event == "session_opened":
+            await deps.sessions.close(transfer_id, str(entry.detail.get("session_id")))
     name = record.destination.partition(":")[0]
     await remove_leftovers(deps, transfer_id, name)
     tickets = Tickets.model_validate(record.tickets) if record.tickets else None
     await deps.ticketing.update(transfer_id, tickets, "CANCELLED", {"by": "request"})
     await deps.notifier.notify(transfer_id, record.requester, "CANCELLED",
                                f"{transfer_id} was cancelled")
-    audit = await deps.store.audit(transfer_id)
-    for entry in audit:
-        if entry.event == "session_opened":
-            await deps.sessions.close(transfer_id, str(entry.detail.get("session_id")))
     await deps.store.update_transfer(transfer_id, status="CANCELLED")
 
 

@@ -304,6 +304,11 @@ class Store:
             return False, dict(stored["value"])
         return True, dict(value)
 
+    async def recorded(self, scope: str, key: str) -> dict[str, Any] | None:
+        """What ``record_once(scope, key, ...)`` stored, or None when nothing was."""
+        stored = await self.backend.get("idempotency", scope, key)
+        return None if stored is None else dict(stored["value"])
+
     # --- workflow executions
 
     async def save_checkpoint(self, execution_id: str, checkpoint: Mapping[str, Any]) -> None:

@@ -56,7 +56,7 @@ class SessionIn(_In):
 class SessionOut(BaseModel):
     session_id: str
     expires_at: float
-    secret_ref: str
+    secret_ref: str = ""
     """Where the partner's credentials are, never the credentials themselves."""
 
 
@@ -91,6 +91,7 @@ class TaskResult(BaseModel):
 class VerifyIn(_In):
     transfer_id: str
     destination: str
+    session_id: str | None = None
     results: list[TaskResult]
 
 

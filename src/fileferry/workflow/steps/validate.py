@@ -12,14 +12,18 @@ import time
 from typing import Literal
 
 from fileferry.config import TransferSettings
-from fileferry.endpoints.registry import open_destination
 from fileferry.errors import UsageError
 from fileferry.models import FilePlan
 from fileferry.paths import split_destination
 from fileferry.store.models import FileRecord, TransferRecord
-from fileferry.transfer.engine import TransferRequest, build_plan, refuse_existing
-from fileferry.transfer.retry import RetryPolicy
+from fileferry.transfer.engine import (
+    TransferRequest,
+    build_plan,
+    destination_settings,
+    refuse_existing,
+)
 from fileferry.workflow.models import ExecutionInput, Plan, TaskRef
+from fileferry.workflow.steps.access import authorised_destination
 from fileferry.workflow.steps.deps import Deps
 
 __all__ = ["BATCH_FILES", "plan_tasks", "validate_input"]
@@ -59,12 +63,12 @@ async def validate_input(inp: ExecutionInput, deps: Deps) -> Plan:
     if not inp.sources:
         raise UsageError("give at least one source, e.g. s3://bucket/key")
     name, _ = split_destination(inp.destination)
-    dsettings = deps.secrets.destination(name)
+    dsettings = destination_settings(deps.settings, name)
     transfer = deps.settings.transfer
     request = TransferRequest(sources=inp.sources, destination=inp.destination,
                               requester=inp.requester, transfer_id=inp.transfer_id)
-    retry = RetryPolicy.for_destination(dsettings, deps.sleep)
-    async with open_destination(name, dsettings, transfer, retry) as dest:
+    async with authorised_destination(deps, inp.transfer_id, name, purpose="validate",
+                                      requester=inp.requester) as (_, dest):
         plans = await build_plan(deps.s3(), dest, name, request)
         if dsettings.on_conflict == "fail":
             await refuse_existing(dest, plans, name)
