@@ -13,6 +13,7 @@ from typing import Any
 
 from fileferry.config import Settings
 from fileferry.errors import FileFerryError, RefusedError, all_error_classes
+from fileferry.identity.principal import Principal, local_principal
 from fileferry.identity.sessions import DEFAULT_TTL, StoreSessions
 from fileferry.integrations.notify import WebhookNotifier
 from fileferry.models import FileResult, TransferResult
@@ -144,15 +145,28 @@ async def _after_cancel(deps: Deps, transfer_id: str) -> None:
     await deps.store.update_transfer(transfer_id, status="CANCELLED")
 
 
+def _default_principal(settings: Settings, requester: str) -> Principal:
+    if settings.sso is None:
+        return local_principal(requester)
+    return Principal(user=requester, source="sso")
+
+
 async def submit_transfer(settings: Settings, request: TransferRequest,
                           subscribers: Sequence[ProgressSubscriber] = (),
-                          sleep: Sleep | None = None, source: Any = None) -> TransferResult:
-    """Record a transfer and run its workflow to the end."""
+                          sleep: Sleep | None = None, source: Any = None, *,
+                          principal: Principal | None = None) -> TransferResult:
+    """Record a transfer and run its workflow to the end.
+
+    ``principal`` is who asks (verified by the caller: a token, or the OS user);
+    without it the request's requester is used, with the OS user's groups when
+    there is no ``sso:`` and with no groups when there is.
+    """
     store = open_store(settings.store.url)
     deps = make_deps(settings, store, subscribers, sleep, source)
+    who = principal or _default_principal(settings, request.requester)
     try:
-        payload = ExecutionInput(transfer_id=request.transfer_id, requester=request.requester,
-                                 sources=list(request.sources),
+        payload = ExecutionInput(transfer_id=request.transfer_id, requester=who.user,
+                                 groups=sorted(who.groups), sources=list(request.sources),
                                  destination=request.destination)
         await ensure_transfer(payload, deps, execution_id_for(request.transfer_id))
         return await _run(deps, request.transfer_id, payload.model_dump(), resume=False)
@@ -176,6 +190,7 @@ async def resume_transfers(settings: Settings, transfer_id: str | None = None,
             if record is None:
                 raise FileFerryError(f"no transfer {tid} in {settings.store.url}")
             payload = ExecutionInput(transfer_id=tid, requester=record.requester,
+                                     groups=list(record.options.get("groups") or []),
                                      sources=record.sources, destination=record.destination)
             results.append(await _run(deps, tid, payload.model_dump(), resume=True))
         return results

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-__all__ = ["ASYMMETRIC_ALGORITHMS", "ApprovalSettings", "HoursSettings", "PolicySettings",
+__all__ = ["ASYMMETRIC_ALGORITHMS", "DAYS", "ApprovalSettings", "HoursSettings", "PolicySettings",
            "SecretsManagerSettings", "SsoSettings", "check_url"]
 
 # Only public-key algorithms: a token signed with "none" or with HMAC (where an attacker

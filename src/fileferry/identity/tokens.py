@@ -22,19 +22,15 @@ fetched is ``EndpointUnavailable`` (not the token's fault).
 
 from __future__ import annotations
 
-import grp
-import os
-import pwd
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import jwt
-import requests
 
 from fileferry.errors import ConfigError, EndpointUnavailable, InvalidToken
+from fileferry.identity.principal import Principal, local_principal
 from fileferry.identity.settings import SsoSettings, check_url
 
 __all__ = ["MIN_REFRESH", "JwksCache", "Principal", "TokenVerifier", "authenticate",
@@ -45,22 +41,10 @@ Fetch = Callable[[str, float], Mapping[str, Any]]
 _KEY_TYPES = {"RS": "RSA", "PS": "RSA", "ES": "EC", "Ed": "OKP"}
 
 
-@dataclass(frozen=True, eq=False)
-class Principal:
-    """Who is acting: the user id, their groups, and where that came from.
-
-    ``source`` is ``sso`` (a verified token) or ``os`` (the local user, no SSO).
-    ``claims`` are the token's claims; they are never stored or logged.
-    """
-
-    user: str
-    groups: frozenset[str] = frozenset()
-    claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    source: Literal["sso", "os"] = "sso"
-
-
 def fetch_json(url: str, timeout: float) -> Mapping[str, Any]:
     """GET a JSON document; redirects are not followed (keys must come from where we said)."""
+    import requests  # only when keys are fetched: the CLI starts faster without it
+
     try:
         response = requests.get(url, timeout=timeout, allow_redirects=False,
                                 headers={"Accept": "application/json"})
@@ -233,15 +217,3 @@ def authenticate(sso: SsoSettings, token: str) -> Principal:
     worker thread in async code.
     """
     return verifier_for(sso).verify(token.strip())
-
-
-def local_principal(user: str | None = None) -> Principal:
-    """The OS user (no SSO): ``user`` names the requester, groups are the OS user's."""
-    me = pwd.getpwuid(os.getuid())
-    names = set()
-    for gid in os.getgrouplist(me.pw_name, me.pw_gid):
-        try:
-            names.add(grp.getgrgid(gid).gr_name)
-        except KeyError:
-            continue
-    return Principal(user=user or me.pw_name, groups=frozenset(names), source="os")

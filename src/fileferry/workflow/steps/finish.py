@@ -101,6 +101,9 @@ async def handle_error(inp: HandleErrorIn, deps: Deps) -> Handled:
     await deps.store.append_audit(inp.transfer_id, "failed", {"error": name, "cause": cause},
                                   deps.clock())
     tickets = inp.state.get("tickets")
+    if not tickets:  # a denial gets its tickets before the workflow's CreateTickets
+        record = await deps.store.get_transfer(inp.transfer_id)
+        tickets = record.tickets if record is not None else None
     await deps.ticketing.update(inp.transfer_id,
                                 Tickets.model_validate(tickets) if tickets else None,
                                 "FAILED", {"error": name, "cause": cause})
