@@ -13,7 +13,9 @@ from typing import Any
 
 from fileferry.config import Settings
 from fileferry.errors import FileFerryError, RefusedError, all_error_classes
+from fileferry.identity.approvals import Decision, decide
 from fileferry.identity.principal import Principal, local_principal
+from fileferry.identity.secrets import DestinationSecrets
 from fileferry.identity.sessions import DEFAULT_TTL, StoreSessions
 from fileferry.integrations.notify import WebhookNotifier
 from fileferry.models import FileResult, TransferResult
@@ -24,7 +26,6 @@ from fileferry.transfer.retry import Sleep
 from fileferry.workflow.asl import ExecutionResult
 from fileferry.workflow.models import ExecutionInput, Tickets
 from fileferry.workflow.ports import (
-    ConfigSecrets,
     LocalNotifier,
     LocalTicketing,
     Notifier,
@@ -35,8 +36,8 @@ from fileferry.workflow.steps.deps import Deps
 from fileferry.workflow.steps.finish import remove_leftovers
 from fileferry.workflow.steps.validate import ensure_transfer
 
-__all__ = ["history", "make_deps", "request_cancel", "resume_transfers", "submit_transfer",
-           "transfer_result"]
+__all__ = ["approve_transfer", "continue_transfer", "history", "make_deps", "reject_transfer",
+           "request_cancel", "resume_transfers", "submit_transfer", "transfer_result"]
 
 _REFUSALS = {cls.__name__ for cls in all_error_classes() if issubclass(cls, RefusedError)}
 CANCEL_POLL = 1.0
@@ -55,7 +56,7 @@ def make_deps(settings: Settings, store: Store,
         ticketing = ServiceNowTicketing(store, settings.servicenow)
     return Deps(settings=settings, store=store, ticketing=ticketing,
                 notifier=notifier, sessions=_sessions(settings, store, clock),
-                secrets=ConfigSecrets(settings), sleep=sleep, subscribers=list(subscribers),
+                secrets=DestinationSecrets(settings), sleep=sleep, subscribers=list(subscribers),
                 source=source, clock=clock)
 
 
@@ -73,6 +74,10 @@ async def transfer_result(store: Store, transfer_id: str,
     """The CLI's and the API's view of a transfer, from the store."""
     record = await store.get_transfer(transfer_id)
     files = await store.get_files(transfer_id)
+    if execution is not None and execution.status == "PARKED":
+        return TransferResult(transfer_id=transfer_id, status="PENDING_APPROVAL",
+                              execution_id=record.execution_id if record else None, files=[],
+                              tickets=(record.tickets or None) if record else None)
     failed = execution is not None and execution.status != "SUCCEEDED"
     results = [FileResult(source=f.source, destination=f.destination, size=f.size,
                           sha256=f.sha256, md5=f.md5, verified_by=f.verified_by,
@@ -115,12 +120,12 @@ async def _watch_cancel(store: Store, transfer_id: str, cancel: asyncio.Event) -
 
 
 async def _run(deps: Deps, transfer_id: str, payload: dict[str, Any],
-               resume: bool) -> TransferResult:
+               resume: bool, park: bool = False) -> TransferResult:
     cancel = asyncio.Event()
     watcher = asyncio.create_task(_watch_cancel(deps.store, transfer_id, cancel))
     try:
         execution = await run_execution(deps, execution_id_for(transfer_id), payload,
-                                        resume=resume, cancel=cancel)
+                                        resume=resume, cancel=cancel, park=park)
     finally:
         watcher.cancel()
     if execution.status == "ABORTED":
@@ -154,12 +159,15 @@ def _default_principal(settings: Settings, requester: str) -> Principal:
 async def submit_transfer(settings: Settings, request: TransferRequest,
                           subscribers: Sequence[ProgressSubscriber] = (),
                           sleep: Sleep | None = None, source: Any = None, *,
-                          principal: Principal | None = None) -> TransferResult:
+                          principal: Principal | None = None,
+                          wait_for_approval: bool = True) -> TransferResult:
     """Record a transfer and run its workflow to the end.
 
     ``principal`` is who asks (verified by the caller: a token, or the OS user);
     without it the request's requester is used, with the OS user's groups when
-    there is no ``sso:`` and with no groups when there is.
+    there is no ``sso:`` and with no groups when there is. When the policy asks
+    for approval, the call waits for the decision, or with ``wait_for_approval``
+    False returns ``PENDING_APPROVAL`` at once (``continue_transfer`` goes on).
     """
     store = open_store(settings.store.url)
     deps = make_deps(settings, store, subscribers, sleep, source)
@@ -169,7 +177,8 @@ async def submit_transfer(settings: Settings, request: TransferRequest,
                                  groups=sorted(who.groups), sources=list(request.sources),
                                  destination=request.destination)
         await ensure_transfer(payload, deps, execution_id_for(request.transfer_id))
-        return await _run(deps, request.transfer_id, payload.model_dump(), resume=False)
+        return await _run(deps, request.transfer_id, payload.model_dump(), resume=False,
+                          park=not wait_for_approval)
     finally:
         await _close(deps)
         await store.close()
@@ -177,10 +186,11 @@ async def submit_transfer(settings: Settings, request: TransferRequest,
 
 async def resume_transfers(settings: Settings, transfer_id: str | None = None,
                            subscribers: Sequence[ProgressSubscriber] = (),
-                           sleep: Sleep | None = None) -> list[TransferResult]:
+                           sleep: Sleep | None = None,
+                           clock: Callable[[], float] = time.time) -> list[TransferResult]:
     """Continue unfinished executions (one, or all) from their last checkpoint."""
     store = open_store(settings.store.url)
-    deps = make_deps(settings, store, subscribers, sleep)
+    deps = make_deps(settings, store, subscribers, sleep, clock=clock)
     try:
         ids = [transfer_id] if transfer_id else [
             e.removeprefix("exec-") for e in await store.unfinished_executions()]
@@ -192,11 +202,51 @@ async def resume_transfers(settings: Settings, transfer_id: str | None = None,
             payload = ExecutionInput(transfer_id=tid, requester=record.requester,
                                      groups=list(record.options.get("groups") or []),
                                      sources=record.sources, destination=record.destination)
-            results.append(await _run(deps, tid, payload.model_dump(), resume=True))
+            # a resume never blocks on a pending approval: it stays PENDING_APPROVAL
+            results.append(await _run(deps, tid, payload.model_dump(), resume=True, park=True))
         return results
     finally:
         await _close(deps)
         await store.close()
+
+
+async def _decide(settings: Settings, transfer_id: str, principal: Principal,
+                  decision: Decision, reason: str | None,
+                  clock: Callable[[], float]) -> dict[str, Any]:
+    store = open_store(settings.store.url)
+    try:
+        return await decide(store, transfer_id, principal, decision, reason, clock=clock)
+    finally:
+        await store.close()
+
+
+async def approve_transfer(settings: Settings, transfer_id: str, principal: Principal,
+                           reason: str | None = None, *,
+                           clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """``principal`` approves the pending transfer (``identity.approvals.decide``)."""
+    return await _decide(settings, transfer_id, principal, "approved", reason, clock)
+
+
+async def reject_transfer(settings: Settings, transfer_id: str, principal: Principal,
+                          reason: str | None = None, *,
+                          clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """``principal`` rejects the pending transfer; it ends REFUSED (ApprovalRejected)."""
+    return await _decide(settings, transfer_id, principal, "rejected", reason, clock)
+
+
+async def continue_transfer(settings: Settings, transfer_id: str, *,
+                            sleep: Sleep | None = None,
+                            clock: Callable[[], float] = time.time) -> TransferResult | None:
+    """Carry a decided transfer on here, unless a live process already waits for it
+    (then None: that process goes on by itself)."""
+    store = open_store(settings.store.url)
+    try:
+        if await store.lease_owner(execution_id_for(transfer_id), time.time()) is not None:
+            return None
+    finally:
+        await store.close()
+    results = await resume_transfers(settings, transfer_id, sleep=sleep, clock=clock)
+    return results[0] if results else None
 
 
 async def history(settings: Settings, transfer_id: str) -> list[dict[str, Any]]:
