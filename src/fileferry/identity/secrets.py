@@ -21,6 +21,7 @@ notification (they only ever see ``reference(name)``).
 from __future__ import annotations
 
 import json
+import logging
 import os
 import stat
 import threading
@@ -41,6 +42,25 @@ if TYPE_CHECKING:
 __all__ = ["DestinationSecrets", "read_credentials_file", "with_credentials"]
 
 FIELDS = ("password", "private_key")
+
+
+class _HideSecretBodies(logging.Filter):
+    """botocore logs whole response bodies at DEBUG, GetSecretValue's included: keep the
+    line, drop the body."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "Secret" in str(record.args) or "Secret" in str(record.msg):
+            record.msg, record.args = "Response body: (hidden: it may hold a secret)", ()
+        return True
+
+
+def _hide_secret_bodies() -> None:
+    parsers = logging.getLogger("botocore.parsers")
+    if not any(isinstance(f, _HideSecretBodies) for f in parsers.filters):
+        parsers.addFilter(_HideSecretBodies())
+
+
+_hide_secret_bodies()
 
 
 def _credentials(data: Any, where: str) -> dict[str, str]:
