@@ -10,6 +10,7 @@ again can help (a dropped connection) or not (a wrong password)::
 
     FileFerryError                      exit 1
     ├── RefusedError                    exit 2   nothing moved; fix the input
+    │   ├── LeaseHeld                            another live process runs this execution
     │   ├── UsageError                           bad command line
     │   ├── ConfigError                          invalid or missing configuration
     │   ├── ValidationError                      the request cannot be carried out
@@ -23,8 +24,14 @@ again can help (a dropped connection) or not (a wrong password)::
     │   ├── CertificateError                     TLS certificate untrusted or for another name
     │   ├── InsecureTransport                    plain FTP without allow_insecure
     │   ├── AuthenticationFailed                 wrong password or key
+    │   │   └── InvalidToken                     an SSO token was refused (names why)
     │   ├── PermissionDenied                     the account may not read/write there
-    │   └── LeaseHeld                            another live process runs the execution
+    │   ├── LeaseHeld                            another live process runs the execution
+    │   ├── NotAuthorized                        the user may not do this (HTTP 403)
+    │   │   └── PolicyDenied                     no policy allows this transfer
+    │   ├── SessionExpired                       the transfer session ended or expired
+    │   ├── ApprovalRejected                     an approver rejected the transfer
+    │   └── ApprovalTimedOut                     nobody decided before the timeout
     └── TransferFailed                  exit 1   something went wrong while moving
         ├── EndpointUnavailable         retry    unreachable, reset, timed out
         ├── ChecksumMismatch            retry    bytes differ from what S3 holds
@@ -38,6 +45,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "ApprovalRejected",
+    "ApprovalTimedOut",
     "AuthenticationFailed",
     "CertificateError",
     "ChecksumMismatch",
@@ -49,10 +58,14 @@ __all__ = [
     "HostKeyMismatch",
     "HostKeyUnknown",
     "InsecureTransport",
+    "InvalidToken",
     "LeaseHeld",
+    "NotAuthorized",
     "PathOutsideRoot",
     "PermissionDenied",
+    "PolicyDenied",
     "RefusedError",
+    "SessionExpired",
     "SourceError",
     "SourceNotFound",
     "TargetExists",
@@ -84,6 +97,10 @@ class RefusedError(FileFerryError):
     """Refused before anything moved: the request or its setup must change."""
 
     exit_code = 2
+
+
+class LeaseHeld(RefusedError):
+    """Another live process runs this execution (the workflow runner's lease)."""
 
 
 class UsageError(RefusedError):
@@ -142,9 +159,49 @@ class PermissionDenied(RefusedError):
     """The account may not read or write where it was asked to."""
 
 
-class LeaseHeld(RefusedError):
-    """Another live process holds the execution's lease: wait for it, or resume once it
-    is gone (a holder on this machine whose process died is taken over at once)."""
+class InvalidToken(AuthenticationFailed):
+    """An SSO token was refused; ``reason`` says why (expired, wrong audience, ...).
+
+    The message never contains the token itself.
+    """
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    @classmethod
+    def because(cls, reason: str, detail: str = "") -> InvalidToken:
+        """``token refused: REASON (DETAIL)``."""
+        return cls(f"token refused: {reason}" + (f" ({detail})" if detail else ""),
+                   reason=reason)
+
+
+class NotAuthorized(RefusedError):
+    """The user is known but may not do this (approve their own transfer, say)."""
+
+
+class PolicyDenied(NotAuthorized):
+    """No policy allows this user to send these sources to this destination now."""
+
+
+class SessionExpired(RefusedError):
+    """The transfer session was used after it expired or was closed at logout.
+
+    ``closed`` is True when it was ended on purpose (logout, failure, cancel): such a
+    session is never replaced by a new one.
+    """
+
+    def __init__(self, message: str, *, closed: bool = False) -> None:
+        super().__init__(message)
+        self.closed = closed
+
+
+class ApprovalRejected(RefusedError):
+    """An approver rejected the transfer."""
+
+
+class ApprovalTimedOut(RefusedError):
+    """Nobody approved or rejected the transfer before the policy's timeout."""
 
 
 class TransferFailed(FileFerryError):

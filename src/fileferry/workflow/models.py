@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CleanupIn", "CreateTicketsIn", "ExecutionInput", "HandleErrorIn", "Handled",
-           "NotifyIn", "Plan", "SessionIn", "SessionOut", "TaskRef", "TaskResult", "Tickets",
-           "TransferTaskIn", "UpdateTicketsIn", "VerifyIn", "VerifyOut"]
+__all__ = ["ApprovalIn", "CleanupIn", "CreateTicketsIn", "ExecutionInput", "HandleErrorIn",
+           "Handled", "NotifyIn", "Plan", "SessionIn", "SessionOut", "TaskRef", "TaskResult",
+           "Tickets", "TransferTaskIn", "UpdateTicketsIn", "VerifyIn", "VerifyOut"]
 
 
 class _In(BaseModel):
@@ -24,6 +24,8 @@ class _In(BaseModel):
 class ExecutionInput(_In):
     transfer_id: str
     requester: str
+    groups: list[str] = Field(default_factory=list)
+    """The requester's groups (from the SSO token, or the OS user's), for the policies."""
     sources: list[str]
     destination: str
     options: dict[str, Any] = Field(default_factory=dict)
@@ -45,6 +47,21 @@ class Plan(BaseModel):
     max_parallel: int
     bytes_total: int
     files_total: int
+    policy: str = ""
+    """The rule that allowed the transfer, as tickets show it."""
+    approval_group: str | None = None
+    """Set when the rule requires approval: the workflow waits in AwaitApproval."""
+    approval_timeout: int | None = None
+
+
+class ApprovalIn(_In):
+    transfer_id: str
+    requester: str
+    group: str
+    policy: str
+    timeout: int
+    callback_id: str
+    """The task token the decision is reported for (a handle, not a credential)."""
 
 
 class SessionIn(_In):
@@ -56,7 +73,7 @@ class SessionIn(_In):
 class SessionOut(BaseModel):
     session_id: str
     expires_at: float
-    secret_ref: str
+    secret_ref: str = ""
     """Where the partner's credentials are, never the credentials themselves."""
 
 
@@ -67,6 +84,7 @@ class CreateTicketsIn(_In):
     sources: list[str]
     bytes_total: int
     files_total: int
+    policy: str = ""
 
 
 class Tickets(BaseModel):
@@ -91,6 +109,7 @@ class TaskResult(BaseModel):
 class VerifyIn(_In):
     transfer_id: str
     destination: str
+    session_id: str | None = None
     results: list[TaskResult]
 
 
