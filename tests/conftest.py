@@ -175,3 +175,24 @@ def ftp_target(request: pytest.FixtureRequest, kind: FtpServerKind,
                 "ca_file": str(pki_.ca_file), "password": FTP_PASSWORD}
     dest.update(extra)
     return dest, local
+
+
+# --- identity: the sandbox OIDC provider (tests/identity, and the API's login tests)
+
+OIDC_REDIRECT = "http://127.0.0.1:9/callback"
+OIDC_CLIENT_SECRET = "client-secret-" + secrets.token_hex(6)
+
+
+@pytest.fixture(scope="session")
+def oidc() -> Iterator[Any]:
+    """Users alice (finance), bob (finance, finance-approvers), carol (ops); a public
+    ``dashboard`` client redirecting to OIDC_REDIRECT and a confidential ``robot``."""
+    from fileferry.sandbox.oidc import OidcProvider, SandboxClient, SandboxUser
+
+    users = {"alice": SandboxUser("alice-pw", ["finance"]),
+             "bob": SandboxUser("bob-pw", ["finance", "finance-approvers"]),
+             "carol": SandboxUser("carol-pw", ["ops"])}
+    clients = {"dashboard": SandboxClient(None, [OIDC_REDIRECT]),
+               "robot": SandboxClient(OIDC_CLIENT_SECRET, [], groups=["automation"])}
+    with OidcProvider(users=users, clients=clients, auto_login="alice") as provider:
+        yield provider

@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from fileferry.errors import ConfigError
+from fileferry.identity.settings import PolicySettings, SecretsManagerSettings, SsoSettings
 from fileferry.integrations.notify import NotificationsSettings
 from fileferry.integrations.servicenow import ServiceNowSettings
 
@@ -141,6 +142,15 @@ class DestinationSettings(_Model):
     ca_file: Path | None = None
     allow_insecure: bool = False
     passive: bool = True
+    # Where the credentials come from instead of ``password`` (identity/secrets.py)
+    secret_arn: str | None = None
+    """AWS Secrets Manager secret: JSON {"password": ..., "private_key": ...}."""
+    password_env: str | None = None
+    """Name of an environment variable holding the password (read at use, not at load)."""
+    credentials_file: Path | None = None
+    """JSON file like the secret; refused unless only its owner can read it (0600/0400)."""
+    private_key: SecretStr | None = None
+    """Key text, filled in from a secret at use; in YAML prefer private_key_file."""
 
     @field_validator("url")
     @classmethod
@@ -173,10 +183,18 @@ class DestinationSettings(_Model):
                              "destinations")
         return self
 
-    @field_validator("private_key_file", "known_hosts", "ca_file")
+    @field_validator("private_key_file", "known_hosts", "ca_file", "credentials_file")
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
         return value.expanduser() if value is not None else None
+
+    @model_validator(mode="after")
+    def _one_credential_source(self) -> DestinationSettings:
+        given = [key for key in ("password", "secret_arn", "password_env", "credentials_file")
+                 if getattr(self, key) is not None]
+        if len(given) > 1:
+            raise ValueError(f"{' and '.join(given)}: give the credentials one way only")
+        return self
 
     @property
     def parsed(self) -> DestinationUrl:
@@ -199,6 +217,19 @@ class Settings(_Model):
     store: StoreSettings = StoreSettings()
     notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
     servicenow: ServiceNowSettings | None = None
+    sso: SsoSettings | None = None
+    """OIDC sign-in; when set, FileFerry runs in server mode (policies deny by default)."""
+    policies: list[PolicySettings] = Field(default_factory=list)
+    secrets_manager: SecretsManagerSettings = Field(default_factory=SecretsManagerSettings)
+
+    @field_validator("policies")
+    @classmethod
+    def _policy_names(cls, value: list[PolicySettings]) -> list[PolicySettings]:
+        names = [p.name for p in value]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"policy names must be unique: {', '.join(twice)}")
+        return value
 
     @field_validator("destinations")
     @classmethod

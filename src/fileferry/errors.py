@@ -23,7 +23,13 @@ again can help (a dropped connection) or not (a wrong password)::
     │   ├── CertificateError                     TLS certificate untrusted or for another name
     │   ├── InsecureTransport                    plain FTP without allow_insecure
     │   ├── AuthenticationFailed                 wrong password or key
+    │   │   └── InvalidToken                     an SSO token was refused (names why)
     │   ├── PermissionDenied                     the account may not read/write there
+    │   ├── NotAuthorized                        the user may not do this (HTTP 403)
+    │   │   └── PolicyDenied                     no policy allows this transfer
+    │   ├── SessionExpired                       the transfer session ended or expired
+    │   ├── ApprovalRejected                     an approver rejected the transfer
+    │   ├── ApprovalTimedOut                     nobody decided before the timeout
     │   └── LeaseHeld                            another live process runs the execution
     └── TransferFailed                  exit 1   something went wrong while moving
         ├── EndpointUnavailable         retry    unreachable, reset, timed out
@@ -38,6 +44,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 __all__ = [
+    "ApprovalRejected",
+    "ApprovalTimedOut",
     "AuthenticationFailed",
     "CertificateError",
     "ChecksumMismatch",
@@ -49,10 +57,14 @@ __all__ = [
     "HostKeyMismatch",
     "HostKeyUnknown",
     "InsecureTransport",
+    "InvalidToken",
     "LeaseHeld",
+    "NotAuthorized",
     "PathOutsideRoot",
     "PermissionDenied",
+    "PolicyDenied",
     "RefusedError",
+    "SessionExpired",
     "SourceError",
     "SourceNotFound",
     "TargetExists",
@@ -140,6 +152,51 @@ class AuthenticationFailed(RefusedError):
 
 class PermissionDenied(RefusedError):
     """The account may not read or write where it was asked to."""
+
+
+class InvalidToken(AuthenticationFailed):
+    """An SSO token was refused; ``reason`` says why (expired, wrong audience, ...).
+
+    The message never contains the token itself.
+    """
+
+    def __init__(self, message: str, *, reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    @classmethod
+    def because(cls, reason: str, detail: str = "") -> InvalidToken:
+        """``token refused: REASON (DETAIL)``."""
+        return cls(f"token refused: {reason}" + (f" ({detail})" if detail else ""),
+                   reason=reason)
+
+
+class NotAuthorized(RefusedError):
+    """The user is known but may not do this (approve their own transfer, say)."""
+
+
+class PolicyDenied(NotAuthorized):
+    """No policy allows this user to send these sources to this destination now."""
+
+
+class SessionExpired(RefusedError):
+    """The transfer session was used after it expired or was closed at logout.
+
+    ``closed`` is True when it was ended on purpose (logout, failure, cancel): such a
+    session is never replaced by a new one.
+    """
+
+    def __init__(self, message: str, *, closed: bool = False) -> None:
+        super().__init__(message)
+        self.closed = closed
+
+
+class ApprovalRejected(RefusedError):
+    """An approver rejected the transfer."""
+
+
+class ApprovalTimedOut(RefusedError):
+    """Nobody approved or rejected the transfer before the policy's timeout."""
 
 
 class LeaseHeld(RefusedError):

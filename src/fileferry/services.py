@@ -7,11 +7,14 @@ on the embedded runner, recorded in the state store.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fileferry.config import Settings
 from fileferry.errors import FileFerryError, RefusedError, all_error_classes
+from fileferry.identity.principal import Principal, local_principal
+from fileferry.identity.sessions import DEFAULT_TTL, StoreSessions
 from fileferry.integrations.notify import WebhookNotifier
 from fileferry.models import FileResult, TransferResult
 from fileferry.store import Store, open_store
@@ -23,7 +26,6 @@ from fileferry.workflow.models import ExecutionInput, Tickets
 from fileferry.workflow.ports import (
     ConfigSecrets,
     LocalNotifier,
-    LocalSessions,
     LocalTicketing,
     Notifier,
     Ticketing,
@@ -42,7 +44,7 @@ CANCEL_POLL = 1.0
 
 def make_deps(settings: Settings, store: Store,
               subscribers: Sequence[ProgressSubscriber] = (), sleep: Sleep | None = None,
-              source: Any = None) -> Deps:
+              source: Any = None, clock: Callable[[], float] = time.time) -> Deps:
     """The local ports; later issues swap in ServiceNow, Teams/Slack, SSO, Secrets Manager."""
     notifier: Notifier = (WebhookNotifier(store, settings.notifications)
                           if settings.notifications.channels else LocalNotifier(store))
@@ -53,9 +55,14 @@ def make_deps(settings: Settings, store: Store,
 
         ticketing = OutboxTicketing(ServiceNowTicketing(store, settings.servicenow), store)
     return Deps(settings=settings, store=store, ticketing=ticketing,
-                notifier=notifier, sessions=LocalSessions(store),
+                notifier=notifier, sessions=_sessions(settings, store, clock),
                 secrets=ConfigSecrets(settings), sleep=sleep, subscribers=list(subscribers),
-                source=source)
+                source=source, clock=clock)
+
+
+def _sessions(settings: Settings, store: Store, clock: Callable[[], float]) -> StoreSessions:
+    ttl = settings.sso.session_ttl_seconds if settings.sso is not None else DEFAULT_TTL
+    return StoreSessions(store, ttl, clock)
 
 
 def execution_id_for(transfer_id: str) -> str:
@@ -147,28 +154,40 @@ async def _after_cancel(deps: Deps, transfer_id: str) -> None:
     record = await deps.store.get_transfer(transfer_id)
     if record is None:
         return
+    for entry in await deps.store.audit(transfer_id):  # log out first
+        if entry.event == "session_opened":
+            await deps.sessions.close(transfer_id, str(entry.detail.get("session_id")))
     name = record.destination.partition(":")[0]
     await remove_leftovers(deps, transfer_id, name)
     tickets = Tickets.model_validate(record.tickets) if record.tickets else None
     await deps.ticketing.update(transfer_id, tickets, "CANCELLED", {"by": "request"})
     await deps.notifier.notify(transfer_id, record.requester, "CANCELLED",
                                f"{transfer_id} was cancelled")
-    audit = await deps.store.audit(transfer_id)
-    for entry in audit:
-        if entry.event == "session_opened":
-            await deps.sessions.close(transfer_id, str(entry.detail.get("session_id")))
     await deps.store.update_transfer(transfer_id, status="CANCELLED")
+
+
+def _default_principal(settings: Settings, requester: str) -> Principal:
+    if settings.sso is None:
+        return local_principal(requester)
+    return Principal(user=requester, source="sso")
 
 
 async def submit_transfer(settings: Settings, request: TransferRequest,
                           subscribers: Sequence[ProgressSubscriber] = (),
-                          sleep: Sleep | None = None, source: Any = None) -> TransferResult:
-    """Record a transfer and run its workflow to the end."""
+                          sleep: Sleep | None = None, source: Any = None, *,
+                          principal: Principal | None = None) -> TransferResult:
+    """Record a transfer and run its workflow to the end.
+
+    ``principal`` is who asks (verified by the caller: a token, or the OS user);
+    without it the request's requester is used, with the OS user's groups when
+    there is no ``sso:`` and with no groups when there is.
+    """
     store = open_store(settings.store.url)
     deps = make_deps(settings, store, subscribers, sleep, source)
+    who = principal or _default_principal(settings, request.requester)
     try:
-        payload = ExecutionInput(transfer_id=request.transfer_id, requester=request.requester,
-                                 sources=list(request.sources),
+        payload = ExecutionInput(transfer_id=request.transfer_id, requester=who.user,
+                                 groups=sorted(who.groups), sources=list(request.sources),
                                  destination=request.destination)
         await ensure_transfer(payload, deps, execution_id_for(request.transfer_id))
         return await _run(deps, request.transfer_id, payload.model_dump(), resume=False)
@@ -193,6 +212,7 @@ async def resume_transfers(settings: Settings, transfer_id: str | None = None,
             if record is None:
                 raise FileFerryError(f"no transfer {tid} in {settings.store.url}")
             payload = ExecutionInput(transfer_id=tid, requester=record.requester,
+                                     groups=list(record.options.get("groups") or []),
                                      sources=record.sources, destination=record.destination)
             results.append(await _run(deps, tid, payload.model_dump(), resume=True))
         await _drain_all(deps)

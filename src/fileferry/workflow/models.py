@@ -24,6 +24,8 @@ class _In(BaseModel):
 class ExecutionInput(_In):
     transfer_id: str
     requester: str
+    groups: list[str] = Field(default_factory=list)
+    """The requester's groups (from the SSO token, or the OS user's), for the policies."""
     sources: list[str]
     destination: str
     options: dict[str, Any] = Field(default_factory=dict)
@@ -45,6 +47,11 @@ class Plan(BaseModel):
     max_parallel: int
     bytes_total: int
     files_total: int
+    policy: str = ""
+    """The rule that allowed the transfer, as tickets show it."""
+    approval_group: str | None = None
+    """Set when the rule requires approval: the workflow waits in AwaitApproval."""
+    approval_timeout: int | None = None
 
 
 class SessionIn(_In):
@@ -56,7 +63,7 @@ class SessionIn(_In):
 class SessionOut(BaseModel):
     session_id: str
     expires_at: float
-    secret_ref: str
+    secret_ref: str = ""
     """Where the partner's credentials are, never the credentials themselves."""
 
 
@@ -67,6 +74,7 @@ class CreateTicketsIn(_In):
     sources: list[str]
     bytes_total: int
     files_total: int
+    policy: str = ""
 
 
 class Tickets(BaseModel):
@@ -91,6 +99,7 @@ class TaskResult(BaseModel):
 class VerifyIn(_In):
     transfer_id: str
     destination: str
+    session_id: str | None = None
     results: list[TaskResult]
 
 

@@ -1,16 +1,14 @@
 """Side effects behind ports, with local implementations that record into the store.
 
-Later issues replace ``LocalTicketing`` (ServiceNow), ``LocalNotifier``
-(Teams/Slack), ``LocalSessions`` (SSO) and ``ConfigSecrets`` (Secrets
-Manager). Every operation is idempotent: re-running a step after a crash
-returns what the first run recorded instead of doing it twice.
+Later issues replace ``LocalTicketing`` (ServiceNow) and ``LocalNotifier``
+(Teams/Slack); sessions are ``identity.sessions.StoreSessions`` and secrets
+``identity.secrets.DestinationSecrets``. Every operation is idempotent:
+re-running a step after a crash returns what the first run recorded instead of doing it twice.
 """
 
 from __future__ import annotations
 
-import secrets
 import time
-from collections.abc import Callable
 from typing import Any, Protocol
 
 from fileferry.config import DestinationSettings, Settings
@@ -18,10 +16,8 @@ from fileferry.store import Store
 from fileferry.transfer.engine import destination_settings
 from fileferry.workflow.models import SessionOut, Tickets
 
-__all__ = ["ConfigSecrets", "LocalNotifier", "LocalSessions", "LocalTicketing", "Notifier",
-           "Secrets", "Sessions", "Ticketing"]
-
-SESSION_SECONDS = 10.0
+__all__ = ["ConfigSecrets", "LocalNotifier", "LocalTicketing", "Notifier", "Secrets",
+           "Sessions", "Ticketing"]
 
 
 class Ticketing(Protocol):
@@ -37,13 +33,23 @@ class Notifier(Protocol):
 
 
 class Sessions(Protocol):
-    async def open(self, transfer_id: str, requester: str, destination: str) -> SessionOut: ...
+    """Short sessions of the requester's authority (``identity/sessions.py``)."""
+
+    async def open(self, transfer_id: str, requester: str, destination: str, *,
+                   reason: str = "workflow") -> SessionOut: ...
+
+    async def use(self, transfer_id: str, session_id: str, purpose: str) -> None:
+        """Raise SessionExpired unless the session is live (``closed`` set if logged out)."""
 
     async def close(self, transfer_id: str, session_id: str | None) -> None: ...
 
 
 class Secrets(Protocol):
-    def destination(self, name: str) -> DestinationSettings: ...
+    def destination(self, name: str) -> DestinationSettings:
+        """The destination's settings with its credentials filled in."""
+
+    def reference(self, name: str) -> str:
+        """Where the credentials live (``secretsmanager:ARN``, ``env:VAR`` ...), never them."""
 
 
 class LocalTicketing:
@@ -86,35 +92,6 @@ class LocalNotifier:
                                             "text": text}, time.time())
 
 
-class LocalSessions:
-    """A short session per transfer (10 s by default); the SSO issue makes it real."""
-
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time,
-                 seconds: float = SESSION_SECONDS) -> None:
-        self._store = store
-        self._clock = clock
-        self._seconds = seconds
-
-    async def open(self, transfer_id: str, requester: str, destination: str) -> SessionOut:
-        now = self._clock()
-        session = SessionOut(session_id="ses-" + secrets.token_hex(8),
-                             expires_at=now + self._seconds,
-                             secret_ref=f"config:destinations.{destination}")
-        await self._store.append_audit(transfer_id, "session_opened",
-                                       {"session_id": session.session_id,
-                                        "requester": requester,
-                                        "expires_at": session.expires_at}, now)
-        return session
-
-    async def close(self, transfer_id: str, session_id: str | None) -> None:
-        if session_id is None:
-            return
-        first, _ = await self._store.record_once("session_closed", session_id, {})
-        if first:
-            await self._store.append_audit(transfer_id, "session_closed",
-                                           {"session_id": session_id}, self._clock())
-
-
 class ConfigSecrets:
     """Destination settings (credentials included) from the configuration file."""
 
@@ -123,3 +100,6 @@ class ConfigSecrets:
 
     def destination(self, name: str) -> DestinationSettings:
         return destination_settings(self._settings, name)
+
+    def reference(self, name: str) -> str:
+        return f"config:destinations.{name}"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from fileferry.endpoints.registry import open_destination
 from fileferry.errors import VerificationFailed
 from fileferry.transfer.copy import remove_quietly, temp_name
 from fileferry.workflow.models import (
@@ -20,6 +19,7 @@ from fileferry.workflow.models import (
     VerifyIn,
     VerifyOut,
 )
+from fileferry.workflow.steps.access import authorised_destination
 from fileferry.workflow.steps.deps import Deps
 
 __all__ = ["authenticate_sso", "cleanup_and_logout", "create_tickets", "handle_error",
@@ -27,8 +27,11 @@ __all__ = ["authenticate_sso", "cleanup_and_logout", "create_tickets", "handle_e
 
 
 async def authenticate_sso(inp: SessionIn, deps: Deps) -> SessionOut:
-    deps.secrets.destination(inp.destination)  # the reference must resolve
-    return await deps.sessions.open(inp.transfer_id, inp.requester, inp.destination)
+    """Open the transfer's session and check the partner's credentials resolve under it."""
+    session = await deps.sessions.open(inp.transfer_id, inp.requester, inp.destination)
+    await deps.sessions.use(inp.transfer_id, session.session_id, "credentials")
+    deps.secrets.destination(inp.destination)  # fetched (and cached) now: fail early
+    return session.model_copy(update={"secret_ref": deps.secrets.reference(inp.destination)})
 
 
 async def create_tickets(inp: CreateTicketsIn, deps: Deps) -> Tickets:
@@ -41,8 +44,8 @@ async def verify_delivery(inp: VerifyIn, deps: Deps) -> VerifyOut:
     """Each final name holds a file of the delivered size (the bytes were proved before)."""
     records = [f for f in await deps.store.get_files(inp.transfer_id)
                if f.status == "DELIVERED"]
-    dsettings = deps.secrets.destination(inp.destination)
-    async with open_destination(inp.destination, dsettings, deps.settings.transfer) as dest:
+    async with authorised_destination(deps, inp.transfer_id, inp.destination, purpose="verify",
+                                      session_id=inp.session_id) as (_, dest):
         for record in records:
             info = await dest.stat(record.destination)
             if info is None or info.size != record.size:
@@ -67,23 +70,25 @@ async def notify_user(inp: NotifyIn, deps: Deps) -> None:
     await deps.notifier.notify(inp.transfer_id, inp.requester, inp.outcome, text)
 
 
-async def remove_leftovers(deps: Deps, transfer_id: str, destination: str) -> None:
+async def remove_leftovers(deps: Deps, transfer_id: str, destination: str,
+                           session_id: str | None = None) -> None:
     pending = [f for f in await deps.store.get_files(transfer_id) if f.status != "DELIVERED"]
     if not pending:
         return
-    dsettings = deps.secrets.destination(destination)
-    async with open_destination(destination, dsettings, deps.settings.transfer) as dest:
+    async with authorised_destination(deps, transfer_id, destination, purpose="cleanup",
+                                      session_id=session_id) as (_, dest):
         for record in pending:
             await remove_quietly(dest, temp_name(record.destination, transfer_id[-8:]))
 
 
 async def cleanup_and_logout(inp: CleanupIn, deps: Deps) -> None:
+    """Log out at once, then remove leftovers (under a short session of their own)."""
     state = inp.state
     session = state.get("session") or {}
     plan = state.get("plan") or {}
+    await deps.sessions.close(inp.transfer_id, session.get("session_id"))
     if plan.get("destination_name"):
         await remove_leftovers(deps, inp.transfer_id, plan["destination_name"])
-    await deps.sessions.close(inp.transfer_id, session.get("session_id"))
     await deps.store.update_transfer(inp.transfer_id, status=inp.outcome,
                                      updated_at=deps.clock())
 
@@ -96,6 +101,9 @@ async def handle_error(inp: HandleErrorIn, deps: Deps) -> Handled:
     await deps.store.append_audit(inp.transfer_id, "failed", {"error": name, "cause": cause},
                                   deps.clock())
     tickets = inp.state.get("tickets")
+    if not tickets:  # a denial gets its tickets before the workflow's CreateTickets
+        record = await deps.store.get_transfer(inp.transfer_id)
+        tickets = record.tickets if record is not None else None
     await deps.ticketing.update(inp.transfer_id,
                                 Tickets.model_validate(tickets) if tickets else None,
                                 "FAILED", {"error": name, "cause": cause})

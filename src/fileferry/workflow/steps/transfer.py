@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 
 from fileferry.endpoints.base import Destination
-from fileferry.endpoints.registry import open_destination
 from fileferry.errors import FileFerryError, TransferFailed
 from fileferry.models import FilePlan, FileResult
 from fileferry.store.progress import StoreProgress
 from fileferry.transfer.copy import CopyOptions, copy_file
-from fileferry.transfer.engine import bucket_for, make_parents
+from fileferry.transfer.engine import bucket_for, destination_settings, make_parents
 from fileferry.transfer.progress import Broadcast
 from fileferry.transfer.ranges import copy_ranges, plan_ranges, uses_ranges
 from fileferry.transfer.retry import RetryPolicy
 from fileferry.workflow.models import TaskResult, TransferTaskIn
+from fileferry.workflow.steps.access import authorised_destination
 from fileferry.workflow.steps.deps import Deps
 
 __all__ = ["task_files", "transfer_task"]
@@ -45,7 +45,7 @@ async def transfer_task(inp: TransferTaskIn, deps: Deps) -> TaskResult:
     files = await task_files(deps, tid, inp.task.index)
     done = {f.source for f in await deps.store.get_files(tid) if f.status == "DELIVERED"}
     todo = [f for f in files if f.source not in done]
-    dsettings = deps.secrets.destination(inp.destination)
+    dsettings = destination_settings(deps.settings, inp.destination)  # no credentials here
     retry = RetryPolicy.for_destination(dsettings, deps.sleep)
     options = CopyOptions(verify=dsettings.verify, on_conflict=dsettings.on_conflict,
                           tag=tid[-8:], retry=retry, resume_existing=True,
@@ -71,8 +71,8 @@ async def transfer_task(inp: TransferTaskIn, deps: Deps) -> TaskResult:
                 return
 
     try:
-        async with open_destination(inp.destination, dsettings, deps.settings.transfer,
-                                    retry) as dest:
+        async with authorised_destination(deps, tid, inp.destination, purpose="transfer",
+                                          session_id=inp.session_id) as (_, dest):
             await make_parents(dest, todo)
             await asyncio.gather(*(run(p) for p in todo))
     finally:

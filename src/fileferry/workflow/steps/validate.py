@@ -12,14 +12,19 @@ import time
 from typing import Literal
 
 from fileferry.config import TransferSettings
-from fileferry.endpoints.registry import open_destination
 from fileferry.errors import UsageError
 from fileferry.models import FilePlan
 from fileferry.paths import split_destination
 from fileferry.store.models import FileRecord, TransferRecord
-from fileferry.transfer.engine import TransferRequest, build_plan, refuse_existing
-from fileferry.transfer.retry import RetryPolicy
+from fileferry.transfer.engine import (
+    TransferRequest,
+    build_plan,
+    destination_settings,
+    refuse_existing,
+)
 from fileferry.workflow.models import ExecutionInput, Plan, TaskRef
+from fileferry.workflow.steps.access import authorised_destination
+from fileferry.workflow.steps.authorize import enforce_policy
 from fileferry.workflow.steps.deps import Deps
 
 __all__ = ["BATCH_FILES", "plan_tasks", "validate_input"]
@@ -59,16 +64,18 @@ async def validate_input(inp: ExecutionInput, deps: Deps) -> Plan:
     if not inp.sources:
         raise UsageError("give at least one source, e.g. s3://bucket/key")
     name, _ = split_destination(inp.destination)
-    dsettings = deps.secrets.destination(name)
+    await enforce_policy(inp, deps, name)  # before anything is read
+    dsettings = destination_settings(deps.settings, name)
     transfer = deps.settings.transfer
     request = TransferRequest(sources=inp.sources, destination=inp.destination,
                               requester=inp.requester, transfer_id=inp.transfer_id)
-    retry = RetryPolicy.for_destination(dsettings, deps.sleep)
-    async with open_destination(name, dsettings, transfer, retry) as dest:
+    async with authorised_destination(deps, inp.transfer_id, name, purpose="validate",
+                                      requester=inp.requester) as (_, dest):
         plans = await build_plan(deps.s3(), dest, name, request)
         if dsettings.on_conflict == "fail":
             await refuse_existing(dest, plans, name)
         root = dest.root
+    decision = await enforce_policy(inp, deps, name, plans)  # objects and size, before sending
     groups = plan_tasks(plans, transfer)
     now = deps.clock()
     await deps.store.update_transfer(inp.transfer_id, status="RUNNING",
@@ -83,9 +90,12 @@ async def validate_input(inp: ExecutionInput, deps: Deps) -> Plan:
         for f in plans if f.source not in known])
     tasks = [TaskRef(kind=_kind(files, transfer), index=i, files=len(files),
                      bytes=sum(f.size for f in files)) for i, files in enumerate(groups)]
+    approval = decision.approval
     return Plan(destination_name=name, root=root, tasks=tasks,
                 max_parallel=transfer.max_parallel_threads,
-                bytes_total=sum(t.bytes for t in tasks), files_total=len(plans))
+                bytes_total=sum(t.bytes for t in tasks), files_total=len(plans),
+                policy=decision.label, approval_group=approval.group if approval else None,
+                approval_timeout=approval.timeout if approval else None)
 
 
 async def ensure_transfer(inp: ExecutionInput, deps: Deps, execution_id: str) -> None:
@@ -93,6 +103,7 @@ async def ensure_transfer(inp: ExecutionInput, deps: Deps, execution_id: str) ->
     now = time.time()
     await deps.store.create_transfer(TransferRecord(
         transfer_id=inp.transfer_id, execution_id=execution_id, requester=inp.requester,
-        sources=inp.sources, destination=inp.destination, options=inp.options,
+        sources=inp.sources, destination=inp.destination,
+        options={**inp.options, "groups": sorted(inp.groups)},
         status="PENDING", created_at=now, updated_at=now, bytes_total=0, bytes_done=0,
         files_total=0, files_done=0, tickets={}, error=None))

@@ -1,0 +1,13 @@
+"""Who asked, what they may send, who approved it, and which credentials touched the partner.
+
+* ``settings.py`` – the ``sso:``, ``policies:`` and ``secrets_manager:`` config sections.
+* ``tokens.py`` – OIDC access/ID tokens (JWTs) checked against the issuer's JWKS:
+  ``authenticate(sso, token) -> Principal``.
+* ``sessions.py`` – the short (10 s) transfer session behind the workflow's ``Sessions`` port.
+* ``policy.py`` – which users or groups may send what, where and when; approvals.
+* ``approvals.py`` – approve / reject a transfer waiting in ``PENDING_APPROVAL``.
+* ``secrets.py`` – destination credentials from Secrets Manager, the environment or a
+  file only its owner can read.
+
+Nothing is imported here, so ``config.py`` can import ``identity.settings`` cheaply.
+"""
