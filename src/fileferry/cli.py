@@ -291,3 +291,30 @@ def main() -> None:
             print(exc, file=sys.stderr)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+@app.command()
+def chat(
+    config: ConfigOpt = None,
+    user: Annotated[str | None, typer.Option("--user", metavar="ID",
+                                             help="who is asking (default: the OS user)")] = None,
+    session: Annotated[str | None, typer.Option(
+        "--session", metavar="ID", help="continue this conversation (kept across runs with "
+        "agent.persist_conversations)")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="the offline planner even when "
+                                          "agent.model_id is set")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask for transfers in plain words: one message a line on stdin (a pipe works too).
+    Nothing is sent before you confirm the plan shown."""
+    from fileferry.agent.terminal import offline_settings, run_chat
+    from fileferry.services import _default_principal
+
+    try:
+        settings = load_settings(config)
+    except FileFerryError as exc:
+        _fail(exc, as_json)
+    if offline:
+        settings = offline_settings(settings)
+    principal = _default_principal(settings, user or getpass.getuser())
+    raise typer.Exit(_run(run_chat(settings, principal, session, as_json=as_json)))

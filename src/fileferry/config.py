@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from fileferry.agent.settings import AgentSettings
 from fileferry.errors import ConfigError
 from fileferry.identity.settings import PolicySettings, SecretsManagerSettings, SsoSettings
 from fileferry.integrations.notify import NotificationsSettings
@@ -252,6 +253,8 @@ class Settings(_Model):
     policies: list[PolicySettings] = Field(default_factory=list)
     secrets_manager: SecretsManagerSettings = Field(default_factory=SecretsManagerSettings)
     api: ApiSettings = ApiSettings()
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    """The chat agent: Bedrock when ``agent.model_id`` is set, else the offline planner."""
 
     @field_validator("policies")
     @classmethod
