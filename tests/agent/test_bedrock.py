@@ -181,7 +181,7 @@ async def test_a_denied_call_is_returned_to_the_model(make_agent_for: Any, bedro
 
 async def test_malformed_input_and_unknown_tools_are_error_results(
         make_agent_for: Any, bedrock: Bedrock) -> None:
-    env, agent = make_agent_for()
+    _env, agent = make_agent_for()
     bedrock.answer("tool_use", use("t1", "plan_transfer", source="s3://b/x/"),
                    use("t2", "delete_bucket", bucket="b"))
     bedrock.answer("end_turn", text("I cannot do that."))
@@ -229,7 +229,7 @@ async def test_injected_file_names_stay_data(make_agent_for: Any, bedrock: Bedro
 
 
 async def test_stop_reasons_and_turn_limit(make_agent_for: Any, bedrock: Bedrock) -> None:
-    env, agent = make_agent_for()
+    _env, agent = make_agent_for()
     # max_tokens: the cut-off tool request is never run nor kept in the history.
     bedrock.answer("max_tokens", text("Planning"), use("t1", "list_destinations"))
     cut = await agent.send("s5", ALICE, "list the destinations")
@@ -256,7 +256,7 @@ async def test_stop_reasons_and_turn_limit(make_agent_for: Any, bedrock: Bedrock
 
 
 async def test_bedrock_errors_become_a_reply(make_agent_for: Any, bedrock: Bedrock) -> None:
-    env, agent = make_agent_for()
+    _env, agent = make_agent_for()
     bedrock.stub.add_client_error("converse", service_error_code="AccessDeniedException",
                                   service_message="not authorized to invoke the model",
                                   http_status_code=403)
@@ -269,7 +269,7 @@ async def test_bedrock_errors_become_a_reply(make_agent_for: Any, bedrock: Bedro
 
 async def test_conversations_are_per_user_and_session(make_agent_for: Any,
                                                      bedrock: Bedrock) -> None:
-    env, agent = make_agent_for()
+    _env, agent = make_agent_for()
     bedrock.answer("end_turn", text("one"))
     bedrock.answer("end_turn", text("two"))
     await agent.send("same", ALICE, "first")
