@@ -312,7 +312,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
 
 def readme_config_blocks(text: str) -> list[str]:
     return [b for b in _FENCE.findall(text)
-            if re.search(r"^\s*(destinations|notifications|servicenow):", b, re.MULTILINE)]
+            if re.search(r"^\s*(destinations|notifications|servicenow|api):", b, re.MULTILINE)]
 
 
 def placeholder(var: str) -> str:
@@ -344,5 +344,7 @@ def test_readme_configuration_examples_load(monkeypatch: pytest.MonkeyPatch) -> 
         settings = parse_settings(yaml.safe_load(block), "README.md example")
         if "destinations:" in block:
             assert settings.destinations, f"the README example configures nothing:\n{block}"
+        elif block.lstrip().startswith("api:"):
+            assert settings.api.token is not None, block
         else:
             assert settings.notifications.channels or settings.servicenow, block

@@ -356,9 +356,15 @@ async def transfer_public(settings: Settings, store: Store, transfer_id: str, *,
     files = await store.get_files(transfer_id)
     events = await store.history(record.execution_id) if detail and record.execution_id \
         else None
+    # As transfer --json says it: a refusal before anything moved is REFUSED (the
+    # workflow records such an end as FAILED, with the refusal as its error).
+    moved = any(f.status in ("DELIVERED", "FAILED") or f.bytes_confirmed for f in files)
+    refused = record.status == "FAILED" and not moved and record.error is not None \
+        and record.error.get("type") in _REFUSALS
     return TransferPublic(
         **record.model_dump(exclude={"version", "options", "bytes_done", "files_done",
-                                     "bytes_total", "files_total", "tickets"}),
+                                     "bytes_total", "files_total", "tickets", "status"}),
+        status="REFUSED" if refused else record.status,
         tickets=record.tickets or None, ticket_links=ticket_links(settings, record.tickets),
         bytes_total=max(record.bytes_total, sum(f.size for f in files)),
         bytes_done=sum(f.bytes_confirmed for f in files),
@@ -373,15 +379,18 @@ async def transfers_public(settings: Settings, store: Store, *, status: str | No
                            requester: str | None = None, destination: str | None = None,
                            limit: int = 50, cursor: str | None = None) -> TransfersPublic:
     """One page of transfers, ordered by id. ``destination`` is ``NAME:PATH`` as
-    requested, or a bare ``NAME`` (every path there: the page may then hold fewer
-    than ``limit``; ``next_cursor`` still leads on). A bad cursor is ValueError."""
+    requested, or a bare ``NAME`` (every path there). Filtered by a bare name, or by
+    FAILED/REFUSED, a page may hold fewer than ``limit``; ``next_cursor`` still leads
+    on. A bad cursor is ValueError."""
     from fileferry.api.schemas import TransfersPublic
 
     exact = destination if destination is None or ":" in destination else None
-    records, next_cursor = await store.list_transfers(status, requester, exact, limit, cursor)
+    # The store keeps a refusal as FAILED (see transfer_public): both are read from there.
+    stored = "FAILED" if status == "REFUSED" else status
+    records, next_cursor = await store.list_transfers(stored, requester, exact, limit, cursor)
     if destination is not None and exact is None:
         records = [r for r in records if r.destination.partition(":")[0] == destination]
     views = [await transfer_public(settings, store, r.transfer_id, detail=False)
              for r in records]
-    data = [v for v in views if v is not None]
+    data = [v for v in views if v is not None and status in (None, v.status)]
     return TransfersPublic(data=data, count=len(data), next_cursor=next_cursor)

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import re
 import secrets
+import time
 from typing import Any
 
 import httpx
@@ -51,7 +52,11 @@ def test_post_runs_the_transfer_to_the_end(client: httpx.Client, api_env: ApiEnv
     # The body is the CLI's --json object plus the live fields.
     assert {"transfer_id", "execution_id", "status", "files", "error", "tickets"} <= set(done)
     assert metric(client, "fileferry_bytes_transferred_total") >= bytes_before + len(body)
-    assert metric(client, "fileferry_transfers_total", '{status="SUCCEEDED"}') == ok_before + 1
+    # The worker counts the transfer once its workflow returns, just after the store says so.
+    deadline = time.monotonic() + 10
+    while metric(client, "fileferry_transfers_total", '{status="SUCCEEDED"}') < ok_before + 1:
+        assert time.monotonic() < deadline, "the transfer was never counted"
+        time.sleep(0.05)
     assert metric(client, "fileferry_files_total", '{status="DELIVERED"}') >= 1
     assert "fileferry_transfer_duration_seconds_count" in client.get("/metrics").text
 
@@ -174,3 +179,21 @@ def test_cancel_a_running_transfer(client: httpx.Client, api_env: ApiEnv, s3: An
     assert tree(api_env.remote / subdir) == {}, "the temporary file is removed"
     again = client.post(f"/api/transfers/{tid}/cancel")
     assert again.status_code == 409 and again.json()["error"]["type"] == "NotRunning"
+
+
+def test_a_missing_object_ends_refused_as_transfer_json_says(client: httpx.Client,
+                                                             api_env: ApiEnv,
+                                                             subdir: str) -> None:
+    who = "refused-" + secrets.token_hex(3)
+    tid = client.post("/api/transfers", json={
+        "sources": [f"s3://{api_env.bucket}/{subdir}/missing.csv"],
+        "destination": f"t:{subdir}/", "options": {"requester": who}}).json()["transfer_id"]
+    done = wait_for(client, tid)
+    assert done["status"] == "REFUSED" and done["error"]["type"] == "SourceNotFound"
+    assert done["files"] == []
+
+    def ids(status: str) -> list[str]:
+        page = client.get("/api/transfers", params={"requester": who, "status": status})
+        return [t["transfer_id"] for t in page.json()["data"]]
+
+    assert ids("REFUSED") == [tid] and ids("FAILED") == []
