@@ -13,6 +13,7 @@ import getpass
 import json
 import logging
 import sys
+import time
 from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -21,9 +22,15 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from typer.exceptions import Abort, TyperException
 
-from fileferry.config import load_settings
+from fileferry.config import Settings, load_settings
 from fileferry.endpoints.registry import close_idle_destinations
-from fileferry.errors import FileFerryError, HostKeyMismatch, TransferFailed, UsageError
+from fileferry.errors import (
+    FileFerryError,
+    HostKeyMismatch,
+    PolicyDenied,
+    TransferFailed,
+    UsageError,
+)
 from fileferry.models import TransferResult, new_transfer_id
 from fileferry.transfer.engine import TransferRequest, run_transfer
 
@@ -31,6 +38,7 @@ __all__ = ["app", "main"]
 
 if TYPE_CHECKING:
     from fileferry import console
+    from fileferry.identity.principal import Principal
 else:
     class _LazyConsole:
         """``fileferry.console`` on first use: rich costs ~65 ms to import, and a
@@ -53,7 +61,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", metavar="FILE"
                                                 help="configuration file (default: "
                                                 "$FILEFERRY_CONFIG, else ./fileferry.yaml)")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="one JSON line on stdout")]
-EXIT = {"SUCCEEDED": 0, "FAILED": 1, "REFUSED": 2, "CANCELLED": 1}
+EXIT = {"SUCCEEDED": 0, "FAILED": 1, "REFUSED": 2, "CANCELLED": 1, "PENDING_APPROVAL": 3}
 T = TypeVar("T")
 
 
@@ -89,6 +97,11 @@ def _emit(result: TransferResult, as_json: bool, plan_only: bool = False) -> Non
     raise typer.Exit(EXIT[result.status])
 
 
+TokenOpt = Annotated[str | None, typer.Option(
+    "--token", envvar="FILEFERRY_TOKEN", metavar="JWT", show_envvar=False,
+    help="your SSO access token (prefer the FILEFERRY_TOKEN variable: arguments show in ps)")]
+
+
 @app.command()
 def transfer(
     paths: Annotated[list[str], typer.Argument(metavar="SOURCE... DESTINATION",
@@ -96,10 +109,15 @@ def transfer(
                                                "(one or more), then NAME:PATH")],
     config: ConfigOpt = None,
     user: Annotated[str | None, typer.Option("--user", metavar="ID",
-                                             help="the requester (default: the OS user)")] = None,
+                                             help="the requester without sso (default: the "
+                                             "OS user); ignored when sso is configured")] = None,
+    token: TokenOpt = None,
     as_json: JsonOpt = False,
     dry_run: Annotated[bool, typer.Option("--dry-run",
                                           help="print the plan; move nothing")] = False,
+    no_wait: Annotated[bool, typer.Option("--no-wait", help="when the policy asks for "
+                                          "approval, exit 3 (PENDING_APPROVAL) at once instead "
+                                          "of waiting; `approve` carries it on")] = False,
 ) -> None:
     """Stream S3 objects to a destination, verify them, and rename them into place."""
     tid = new_transfer_id()
@@ -108,11 +126,13 @@ def transfer(
             raise UsageError("give at least one SOURCE and a DESTINATION, e.g. "
                              "fileferry transfer s3://bucket/report.csv acme:incoming/")
         settings = load_settings(config)
+        principal = _principal(settings, token, user)
+        if dry_run:
+            settings = _dry_run_settings(settings, principal, paths)
     except FileFerryError as exc:
         _emit(TransferResult.refused(tid, exc), as_json)
     request = TransferRequest(sources=paths[:-1], destination=paths[-1],
-                              requester=user or getpass.getuser(), dry_run=dry_run,
-                              transfer_id=tid)
+                              requester=principal.user, dry_run=dry_run, transfer_id=tid)
     from fileferry.services import submit_transfer
 
     try:
@@ -120,14 +140,60 @@ def transfer(
             result = _run(run_transfer(settings, request))
         elif console.isatty():
             with console.ProgressBars() as bars:
-                result = _run(submit_transfer(settings, request, [bars]))
+                result = _run(submit_transfer(settings, request, [bars], principal=principal,
+                                              wait_for_approval=not no_wait))
         else:
-            result = _run(submit_transfer(settings, request))
+            result = _run(submit_transfer(settings, request, principal=principal,
+                                          wait_for_approval=not no_wait))
     except Exception as exc:  # a bug: still one JSON line and exit 1
         logging.getLogger(__name__).exception("unexpected error")
         err = TransferFailed(f"internal error: {exc!r}")
         result = TransferResult(transfer_id=tid, status="FAILED", files=[], error=err.to_dict())
     _emit(result, as_json, plan_only=dry_run)
+
+
+def _say(text: str) -> None:
+    sys.stderr.write(f"fileferry: {text}\n")
+    sys.stderr.flush()
+
+
+def _principal(settings: Settings, token: str | None, user: str | None) -> Principal:
+    """Who is asking: the token's user with ``sso:``, else the OS user (and say which)."""
+    from fileferry.identity.principal import local_principal
+
+    if settings.sso is None:
+        if token:
+            _say("--token is ignored: no sso is configured")
+        principal = local_principal(user)
+        me = getpass.getuser()
+        _say(f"no sso configured: acting as the OS user {me}" if principal.user == me
+             else f"no sso configured: acting as {principal.user} (--user), OS user {me}")
+        return principal
+    if not token:
+        raise UsageError("sso is configured: give --token JWT or set FILEFERRY_TOKEN to your "
+                         "access token from the identity provider")
+    from fileferry.identity.tokens import authenticate
+
+    principal = authenticate(settings.sso, token)
+    if user is not None and user != principal.user:
+        _say(f"--user is ignored: sso is configured; acting as {principal.user} (from the "
+             "token)")
+    return principal
+
+
+def _dry_run_settings(settings: Settings, principal: Principal, paths: list[str]) -> Settings:
+    """A dry run connects too: the policy is checked first, then credentials are fetched."""
+    from fileferry.identity.policy import Facts, evaluate
+    from fileferry.identity.secrets import with_credentials
+    from fileferry.paths import split_destination
+
+    name, _ = split_destination(paths[-1])
+    facts = Facts(user=principal.user, groups=principal.groups, sources=paths[:-1],
+                  destination=name, when=time.time())
+    decision = evaluate(settings.policies, facts, server_mode=settings.sso is not None)
+    if not decision.allowed:
+        raise PolicyDenied(decision.reason)
+    return with_credentials(settings, name)
 
 
 def _fail(exc: FileFerryError, as_json: bool) -> None:
@@ -190,11 +256,11 @@ def check(name: Annotated[str, typer.Argument(help="destination name")],
           config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
     """Connect, log in, check the root is writable, list the checks that work; change nothing."""
     from fileferry.endpoints.probe import probe_destination
-    from fileferry.transfer.engine import destination_settings
+    from fileferry.identity.secrets import DestinationSecrets
 
     try:
         settings = load_settings(config)
-        dest = destination_settings(settings, name)
+        dest = DestinationSecrets(settings).destination(name)
         data = _run(probe_destination(name, dest, settings.transfer))
     except FileFerryError as exc:
         _fail(exc, as_json)
@@ -274,6 +340,50 @@ def cancel(transfer_id: Annotated[str, typer.Argument(help="transfer id")],
     if not asked:
         _fail(UsageError(f"{transfer_id} is not running"), as_json)
     _report({"transfer_id": transfer_id, "cancel": "requested"}, as_json)
+
+
+def _decide(decision: str, transfer_id: str, config: Path | None, token: str | None,
+            reason: str | None, as_json: bool) -> None:
+    from fileferry.services import approve_transfer, continue_transfer, reject_transfer
+
+    decide = approve_transfer if decision == "approved" else reject_transfer
+    try:
+        settings = load_settings(config)
+        principal = _principal(settings, token, None)
+        recorded = _run(decide(settings, transfer_id, principal, reason))
+        result = _run(continue_transfer(settings, transfer_id))
+    except FileFerryError as exc:
+        _fail(exc, as_json)
+    data: dict[str, Any] = {"transfer_id": transfer_id, "decision": decision,
+                            "by": recorded["approver"]}
+    if result is None:
+        data["transfer"] = "carried on by the process waiting for it"
+    elif as_json:
+        data["transfer"] = json.loads(result.to_json())
+    else:
+        data["transfer"] = f"{result.status} ({EXIT[result.status]})"
+    _report(data, as_json)
+
+
+ReasonOpt = Annotated[str | None, typer.Option("--reason", help="why (goes to the audit "
+                                               "trail and the tickets)")]
+
+
+@app.command()
+def approve(transfer_id: Annotated[str, typer.Argument(help="transfer id")],
+            config: ConfigOpt = None, token: TokenOpt = None, reason: ReasonOpt = None,
+            as_json: JsonOpt = False) -> None:
+    """Approve a transfer waiting for approval (you must be in its policy's group, and not
+    its requester); it then carries on."""
+    _decide("approved", transfer_id, config, token, reason, as_json)
+
+
+@app.command()
+def reject(transfer_id: Annotated[str, typer.Argument(help="transfer id")],
+           config: ConfigOpt = None, token: TokenOpt = None, reason: ReasonOpt = None,
+           as_json: JsonOpt = False) -> None:
+    """Reject a transfer waiting for approval; it ends REFUSED (ApprovalRejected)."""
+    _decide("rejected", transfer_id, config, token, reason, as_json)
 
 
 @app.command()

@@ -112,6 +112,9 @@ def print_result(result: TransferResult, console: Console = stdout,
                      f"{result.error['message']}", highlight=False)
     elif plan_only:
         console.print(f"dry run: {len(result.files)} file(s), {total}; nothing was moved")
+    elif result.status == "PENDING_APPROVAL":
+        console.print(f"[yellow]pending approval[/yellow]: {result.transfer_id} waits for "
+                      f"`fileferry approve {result.transfer_id}` by its policy's group")
     else:
         console.print(f"[green]delivered[/green] {len(result.files)} file(s), {total}, "
                       "every one verified")

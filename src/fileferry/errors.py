@@ -10,6 +10,7 @@ again can help (a dropped connection) or not (a wrong password)::
 
     FileFerryError                      exit 1
     ├── RefusedError                    exit 2   nothing moved; fix the input
+    │   ├── LeaseHeld                            another live process runs this execution
     │   ├── UsageError                           bad command line
     │   ├── ConfigError                          invalid or missing configuration
     │   ├── ValidationError                      the request cannot be carried out
@@ -96,6 +97,10 @@ class RefusedError(FileFerryError):
     """Refused before anything moved: the request or its setup must change."""
 
     exit_code = 2
+
+
+class LeaseHeld(RefusedError):
+    """Another live process runs this execution (the workflow runner's lease)."""
 
 
 class UsageError(RefusedError):

@@ -13,7 +13,7 @@ __all__ = ["FilePlan", "FileResult", "FileStatus", "TransferResult", "TransferSt
            "VerifiedBy", "new_transfer_id"]
 
 VerifiedBy = Literal["server-sha256", "server-md5", "readback-sha256", "size", "none"]
-TransferStatus = Literal["SUCCEEDED", "FAILED", "REFUSED", "CANCELLED"]
+TransferStatus = Literal["SUCCEEDED", "FAILED", "REFUSED", "CANCELLED", "PENDING_APPROVAL"]
 FileStatus = Literal["DELIVERED", "FAILED", "CANCELLED", "PLANNED"]
 
 

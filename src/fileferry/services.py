@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from fileferry.config import Settings
 from fileferry.errors import FileFerryError, RefusedError, UsageError, all_error_classes
+from fileferry.identity.approvals import Decision, decide
 from fileferry.identity.principal import Principal, local_principal
+from fileferry.identity.secrets import DestinationSecrets
 from fileferry.identity.sessions import DEFAULT_TTL, StoreSessions
 from fileferry.integrations.notify import WebhookNotifier
 from fileferry.integrations.outbox import Deliverer, OutboxTicketing, drain, flush, lane
@@ -25,7 +27,6 @@ from fileferry.transfer.retry import Sleep
 from fileferry.workflow.asl import ExecutionResult
 from fileferry.workflow.models import ExecutionInput, Tickets
 from fileferry.workflow.ports import (
-    ConfigSecrets,
     LocalNotifier,
     LocalTicketing,
     Notifier,
@@ -39,10 +40,11 @@ from fileferry.workflow.steps.validate import ensure_transfer
 if TYPE_CHECKING:
     from fileferry.api.schemas import TransferPublic, TransfersPublic
 
-__all__ = ["check_destination", "check_request", "check_sources", "deliver_pending",
-           "history", "make_deps", "record_transfer", "request_cancel", "resume_transfers",
-           "run_recorded", "submit_transfer", "ticket_links", "transfer_public",
-           "transfer_result", "transfers_public"]
+__all__ = ["approve_transfer", "check_destination", "check_request", "check_sources",
+           "continue_transfer", "deliver_pending", "history", "make_deps", "record_transfer",
+           "reject_transfer", "request_cancel", "resume_transfers", "run_recorded",
+           "submit_transfer", "ticket_links", "transfer_public", "transfer_result",
+           "transfers_public"]
 
 _REFUSALS = {cls.__name__ for cls in all_error_classes() if issubclass(cls, RefusedError)}
 CANCEL_POLL = 1.0
@@ -61,7 +63,7 @@ def make_deps(settings: Settings, store: Store,
         ticketing = OutboxTicketing(ServiceNowTicketing(store, settings.servicenow), store)
     return Deps(settings=settings, store=store, ticketing=ticketing,
                 notifier=notifier, sessions=_sessions(settings, store, clock),
-                secrets=ConfigSecrets(settings), sleep=sleep, subscribers=list(subscribers),
+                secrets=DestinationSecrets(settings), sleep=sleep, subscribers=list(subscribers),
                 source=source, clock=clock)
 
 
@@ -79,6 +81,10 @@ async def transfer_result(store: Store, transfer_id: str,
     """The CLI's and the API's view of a transfer, from the store."""
     record = await store.get_transfer(transfer_id)
     files = await store.get_files(transfer_id)
+    if execution is not None and execution.status == "PARKED":
+        return TransferResult(transfer_id=transfer_id, status="PENDING_APPROVAL",
+                              execution_id=record.execution_id if record else None, files=[],
+                              tickets=(record.tickets or None) if record else None)
     pending = any(e.state == "pending" and lane(e) == "tickets"
                   for e in await store.work(transfer_id))
     failed = execution is not None and execution.status != "SUCCEEDED"
@@ -142,12 +148,12 @@ async def _flush(deps: Deps, transfer_id: str) -> None:
 
 
 async def _run(deps: Deps, transfer_id: str, payload: dict[str, Any],
-               resume: bool) -> TransferResult:
+               resume: bool, park: bool = False) -> TransferResult:
     cancel = asyncio.Event()
     watcher = asyncio.create_task(_watch_cancel(deps.store, transfer_id, cancel))
     try:
         execution = await run_execution(deps, execution_id_for(transfer_id), payload,
-                                        resume=resume, cancel=cancel)
+                                        resume=resume, cancel=cancel, park=park)
     finally:
         watcher.cancel()
     if execution.status == "ABORTED":
@@ -182,12 +188,15 @@ def _default_principal(settings: Settings, requester: str) -> Principal:
 async def submit_transfer(settings: Settings, request: TransferRequest,
                           subscribers: Sequence[ProgressSubscriber] = (),
                           sleep: Sleep | None = None, source: Any = None, *,
-                          principal: Principal | None = None) -> TransferResult:
+                          principal: Principal | None = None,
+                          wait_for_approval: bool = True) -> TransferResult:
     """Record a transfer and run its workflow to the end.
 
     ``principal`` is who asks (verified by the caller: a token, or the OS user);
     without it the request's requester is used, with the OS user's groups when
-    there is no ``sso:`` and with no groups when there is.
+    there is no ``sso:`` and with no groups when there is. When the policy asks
+    for approval, the call waits for the decision, or with ``wait_for_approval``
+    False returns ``PENDING_APPROVAL`` at once (``continue_transfer`` goes on).
     """
     store = open_store(settings.store.url)
     deps = make_deps(settings, store, subscribers, sleep, source)
@@ -197,7 +206,8 @@ async def submit_transfer(settings: Settings, request: TransferRequest,
                                  groups=sorted(who.groups), sources=list(request.sources),
                                  destination=request.destination)
         await ensure_transfer(payload, deps, execution_id_for(request.transfer_id))
-        return await _run(deps, request.transfer_id, payload.model_dump(), resume=False)
+        return await _run(deps, request.transfer_id, payload.model_dump(), resume=False,
+                          park=not wait_for_approval)
     finally:
         await _close(deps)
         await store.close()
@@ -205,10 +215,11 @@ async def submit_transfer(settings: Settings, request: TransferRequest,
 
 async def resume_transfers(settings: Settings, transfer_id: str | None = None,
                            subscribers: Sequence[ProgressSubscriber] = (),
-                           sleep: Sleep | None = None) -> list[TransferResult]:
+                           sleep: Sleep | None = None,
+                           clock: Callable[[], float] = time.time) -> list[TransferResult]:
     """Continue unfinished executions (one, or all) from their last checkpoint."""
     store = open_store(settings.store.url)
-    deps = make_deps(settings, store, subscribers, sleep)
+    deps = make_deps(settings, store, subscribers, sleep, clock=clock)
     try:
         ids = [transfer_id] if transfer_id else [
             e.removeprefix("exec-") for e in await store.unfinished_executions()]
@@ -221,7 +232,8 @@ async def resume_transfers(settings: Settings, transfer_id: str | None = None,
             payload = ExecutionInput(transfer_id=tid, requester=record.requester,
                                      groups=list(record.options.get("groups") or []),
                                      sources=record.sources, destination=record.destination)
-            results.append(await _run(deps, tid, payload.model_dump(), resume=True))
+            # a resume never blocks on a pending approval: it stays PENDING_APPROVAL
+            results.append(await _run(deps, tid, payload.model_dump(), resume=True, park=True))
         await drain(_deliverers(deps), store)
         if transfer_id is None:  # finished transfers whose tickets were owed
             done = {r.transfer_id for r in results}
@@ -243,6 +255,45 @@ async def deliver_pending(settings: Settings) -> int:
     finally:
         await _close(deps)
         await store.close()
+
+
+async def _decide(settings: Settings, transfer_id: str, principal: Principal,
+                  decision: Decision, reason: str | None,
+                  clock: Callable[[], float]) -> dict[str, Any]:
+    store = open_store(settings.store.url)
+    try:
+        return await decide(store, transfer_id, principal, decision, reason, clock=clock)
+    finally:
+        await store.close()
+
+
+async def approve_transfer(settings: Settings, transfer_id: str, principal: Principal,
+                           reason: str | None = None, *,
+                           clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """``principal`` approves the pending transfer (``identity.approvals.decide``)."""
+    return await _decide(settings, transfer_id, principal, "approved", reason, clock)
+
+
+async def reject_transfer(settings: Settings, transfer_id: str, principal: Principal,
+                          reason: str | None = None, *,
+                          clock: Callable[[], float] = time.time) -> dict[str, Any]:
+    """``principal`` rejects the pending transfer; it ends REFUSED (ApprovalRejected)."""
+    return await _decide(settings, transfer_id, principal, "rejected", reason, clock)
+
+
+async def continue_transfer(settings: Settings, transfer_id: str, *,
+                            sleep: Sleep | None = None,
+                            clock: Callable[[], float] = time.time) -> TransferResult | None:
+    """Carry a decided transfer on here, unless a live process already waits for it
+    (then None: that process goes on by itself)."""
+    store = open_store(settings.store.url)
+    try:
+        if await store.lease_owner(execution_id_for(transfer_id), time.time()) is not None:
+            return None
+    finally:
+        await store.close()
+    results = await resume_transfers(settings, transfer_id, sleep=sleep, clock=clock)
+    return results[0] if results else None
 
 
 async def history(settings: Settings, transfer_id: str) -> list[dict[str, Any]]:

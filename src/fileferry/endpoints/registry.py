@@ -66,7 +66,8 @@ _SHARED: dict[tuple[int, str], _Lease] = {}
 
 
 def _key(name: str, settings: DestinationSettings, transfer: TransferSettings) -> tuple[int, str]:
-    secret = settings.password.get_secret_value() if settings.password else ""
+    secret = "\0".join(value.get_secret_value() if value else ""
+                       for value in (settings.password, settings.private_key))
     text = "\0".join((name, settings.model_dump_json(), secret,
                       str(transfer.enable_compression), str(transfer.max_parallel_threads)))
     return id(asyncio.get_running_loop()), hashlib.sha256(text.encode()).hexdigest()

@@ -24,6 +24,7 @@ import asyncssh
 from fileferry.endpoints.base import Capabilities, HashName, ObjectInfo
 from fileferry.errors import (
     AuthenticationFailed,
+    ConfigError,
     DestinationError,
     EndpointUnavailable,
     FileFerryError,
@@ -228,7 +229,7 @@ class SftpDestination:
             "login_timeout": settings.connect_timeout,
             "keepalive_interval": 15,
             "agent_path": None,
-            "client_keys": [str(settings.private_key_file)] if settings.private_key_file else [],
+            "client_keys": _client_keys(settings),
             "password": settings.password.get_secret_value() if settings.password else None,
             "preferred_auth": "publickey,password,keyboard-interactive",
         }
@@ -510,6 +511,18 @@ def _names_host(line: str, host: str, port: int) -> bool:
 def pinned_keys(settings: DestinationSettings) -> list[Any]:
     url = settings.parsed
     return _known_hosts_entries(settings.known_hosts_path, url.host, url.port)
+
+
+def _client_keys(settings: DestinationSettings) -> list[Any]:
+    """The configured key: text from a secret (identity/secrets.py) or a key file."""
+    if settings.private_key is not None:
+        try:
+            return [asyncssh.import_private_key(settings.private_key.get_secret_value())]
+        except (asyncssh.KeyImportError, ValueError):
+            # never echo the key: name where it came from instead
+            raise ConfigError("the private_key in the destination's secret is not an "
+                              "unencrypted OpenSSH or PEM private key") from None
+    return [str(settings.private_key_file)] if settings.private_key_file else []
 
 
 def _host_key_error(name: str, settings: DestinationSettings, seen: _Seen,

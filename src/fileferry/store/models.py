@@ -22,8 +22,8 @@ __all__ = [
     "refuse_secrets",
 ]
 
-TransferRecordStatus = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "REFUSED",
-                               "CANCELLED"]
+TransferRecordStatus = Literal["PENDING", "PENDING_APPROVAL", "RUNNING", "SUCCEEDED", "FAILED",
+                               "REFUSED", "CANCELLED"]
 FileRecordStatus = Literal["PLANNED", "RUNNING", "DELIVERED", "FAILED", "CANCELLED"]
 
 # A transfer in one of these will not change again; its execution is finished.

@@ -12,9 +12,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["CleanupIn", "CreateTicketsIn", "ExecutionInput", "HandleErrorIn", "Handled",
-           "NotifyIn", "Plan", "SessionIn", "SessionOut", "TaskRef", "TaskResult", "Tickets",
-           "TransferTaskIn", "UpdateTicketsIn", "VerifyIn", "VerifyOut"]
+__all__ = ["ApprovalIn", "CleanupIn", "CreateTicketsIn", "ExecutionInput", "HandleErrorIn",
+           "Handled", "NotifyIn", "Plan", "SessionIn", "SessionOut", "TaskRef", "TaskResult",
+           "Tickets", "TransferTaskIn", "UpdateTicketsIn", "VerifyIn", "VerifyOut"]
 
 
 class _In(BaseModel):
@@ -52,6 +52,16 @@ class Plan(BaseModel):
     approval_group: str | None = None
     """Set when the rule requires approval: the workflow waits in AwaitApproval."""
     approval_timeout: int | None = None
+
+
+class ApprovalIn(_In):
+    transfer_id: str
+    requester: str
+    group: str
+    policy: str
+    timeout: int
+    callback_id: str
+    """The task token the decision is reported for (a handle, not a credential)."""
 
 
 class SessionIn(_In):

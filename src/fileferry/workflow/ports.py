@@ -11,12 +11,11 @@ from __future__ import annotations
 import time
 from typing import Any, Protocol
 
-from fileferry.config import DestinationSettings, Settings
+from fileferry.config import DestinationSettings
 from fileferry.store import Store
-from fileferry.transfer.engine import destination_settings
 from fileferry.workflow.models import SessionOut, Tickets
 
-__all__ = ["ConfigSecrets", "LocalNotifier", "LocalTicketing", "Notifier", "Secrets",
+__all__ = ["LocalNotifier", "LocalTicketing", "Notifier", "Secrets",
            "Sessions", "Ticketing"]
 
 
@@ -90,16 +89,3 @@ class LocalNotifier:
             await self._store.append_audit(transfer_id, "notified",
                                            {"requester": requester, "outcome": outcome,
                                             "text": text}, time.time())
-
-
-class ConfigSecrets:
-    """Destination settings (credentials included) from the configuration file."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-
-    def destination(self, name: str) -> DestinationSettings:
-        return destination_settings(self._settings, name)
-
-    def reference(self, name: str) -> str:
-        return f"config:destinations.{name}"

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from fileferry.workflow import models
-from fileferry.workflow.steps import finish, transfer, validate
+from fileferry.workflow.steps import approval, finish, transfer, validate
 from fileferry.workflow.steps.deps import Deps
 
 __all__ = ["LOCAL_PREFIX", "STEPS", "definition_text", "invoke_step", "local_substitutions"]
@@ -25,6 +25,7 @@ Step = Callable[[Any, Deps], Awaitable[BaseModel | None]]
 
 STEPS: dict[str, tuple[type[BaseModel], Step]] = {
     "ValidateInputFunction": (models.ExecutionInput, validate.validate_input),
+    "RequestApprovalFunction": (models.ApprovalIn, approval.request_approval),
     "AuthenticateSSOFunction": (models.SessionIn, finish.authenticate_sso),
     "CreateTicketsFunction": (models.CreateTicketsIn, finish.create_tickets),
     "TransferFunction": (models.TransferTaskIn, transfer.transfer_task),

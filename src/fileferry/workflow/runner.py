@@ -18,6 +18,7 @@ from typing import Any
 from fileferry.errors import LeaseHeld
 from fileferry.store import Store
 from fileferry.workflow.asl import Checkpoint, ExecutionResult, StateMachine, execute
+from fileferry.workflow.callbacks import StoreCallbacks
 from fileferry.workflow.registry import (
     LOCAL_PREFIX,
     definition_text,
@@ -29,6 +30,7 @@ from fileferry.workflow.steps.deps import Deps
 __all__ = ["LEASE_TTL", "LeaseHeld", "StoreJournal", "load_machine", "run_execution"]
 
 LEASE_TTL = 30.0
+LAMBDA_INVOKE = "arn:aws:states:::lambda:invoke"
 
 
 def owner_id() -> str:
@@ -113,9 +115,13 @@ async def _take_lease(store: Store, execution_id: str, owner: str) -> None:
 
 
 async def run_execution(deps: Deps, execution_id: str, input: dict[str, Any], *,
-                        resume: bool = False,
-                        cancel: asyncio.Event | None = None) -> ExecutionResult:
-    """Run (or resume from its checkpoint) one execution of the transfer workflow."""
+                        resume: bool = False, cancel: asyncio.Event | None = None,
+                        park: bool = False) -> ExecutionResult:
+    """Run (or resume from its checkpoint) one execution of the transfer workflow.
+
+    A task waiting for its callback (an approval) keeps this call waiting, or with
+    ``park`` returns PARKED at once; resuming later continues from there.
+    """
     store, owner = deps.store, owner_id()
     await _take_lease(store, execution_id, owner)
     cancel = cancel or asyncio.Event()
@@ -125,13 +131,16 @@ async def run_execution(deps: Deps, execution_id: str, input: dict[str, Any], *,
         checkpoint = Checkpoint.from_dict(saved) if saved else None
 
         async def invoker(resource: str, payload: Any, context: dict[str, Any]) -> Any:
+            if resource.startswith(LAMBDA_INVOKE):  # the Lambda integration's shape
+                resource, payload = str(payload["FunctionName"]), payload.get("Payload")
             return await invoke_step(resource.removeprefix(LOCAL_PREFIX), payload, deps)
 
+        callbacks = StoreCallbacks(store, execution_id, clock=deps.clock, park=park)
         return await execute(load_machine(), input, invoker=invoker,
                              execution_id=execution_id, execution_name=input["transfer_id"],
                              journal=StoreJournal(store, execution_id, checkpoint),
                              resume=checkpoint, cancel=cancel, clock=deps.clock,
-                             sleep=deps.sleep or asyncio.sleep)
+                             sleep=deps.sleep or asyncio.sleep, callbacks=callbacks)
     finally:
         beat.cancel()
         with contextlib.suppress(asyncio.CancelledError):

@@ -48,8 +48,6 @@ INVALID: list[tuple[Any, str]] = [
     (task(Assign={"x": 1}), "States.S.Assign: is not supported"),
     (task(Arguments={"x": 1}), "States.S.Arguments: is not supported"),
     (task(QueryLanguage="JSONata"), "States.S.QueryLanguage: 'JSONata' is not supported"),
-    (single({**TASK, "Resource": "arn:aws:states:::sqs:sendMessage.waitForTaskToken"}),
-     "States.S.Resource: the .waitForTaskToken callback pattern is not supported"),
     (single({"Type": "Task"}), "States.S.Resource: is required"),
     (task(TimeoutSeconds=0), "States.S.TimeoutSeconds: must be between 1"),
     (task(TimeoutSeconds=5, TimeoutSecondsPath="$.t"),

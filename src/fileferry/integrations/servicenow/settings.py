@@ -41,7 +41,8 @@ Files: {{ files_total }} ({{ bytes_total | filesize }}, {{ bytes_total }} bytes)
 Sources:
 {% for s in sources %}- {{ s }}
 {% endfor %}{% if role == 'audit' %}Policy: {{ policy }}
-{% endif %}"""
+{% if approver %}Approved by: {{ approver }}
+{% endif %}{% endif %}"""
 DEFAULT_CLOSE_NOTES = """\
 {% if outcome == 'SUCCEEDED' %}FileFerry transfer {{ transfer_id }} delivered \
 {{ files | length }} file(s) ({{ bytes_total | filesize }}), each verified.\

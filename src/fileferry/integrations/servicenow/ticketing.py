@@ -130,7 +130,8 @@ class ServiceNowTicketing:
                 "sources": [str(s) for s in sources],
                 "files_total": int(facts.get("files_total", len(sources)) or 0),
                 "bytes_total": int(facts.get("bytes_total", 0) or 0),
-                "policy": str(facts.get("policy", DEFAULT_POLICY))}
+                "policy": str(facts.get("policy", DEFAULT_POLICY)),
+                "approver": str(facts.get("approver") or "")}
 
     async def create(self, transfer_id: str, facts: dict[str, Any]) -> Tickets:
         done = await self._recorded("tickets", transfer_id)

@@ -14,9 +14,11 @@ state and receive a ``Checkpoint`` at every top-level transition, from which
 Supported: Task, Pass, Choice, Wait, Succeed, Fail, Parallel and inline Map;
 Retry/Catch; the I/O pipeline; the context object; all intrinsic functions.
 Refused at load time, naming the field: JSONata, variables (Assign),
-Distributed Map, Credentials, heartbeats and ``.waitForTaskToken``.
+Distributed Map, Credentials and heartbeats. ``.waitForTaskToken`` tasks need
+a ``Callbacks`` host (``execute(..., callbacks=...)``).
 """
 
+from fileferry.workflow.asl.callbacks import Callbacks, Parked
 from fileferry.workflow.asl.definition import StateMachine
 from fileferry.workflow.asl.errors import AslDefinitionError, StatesError, TaskFailed
 from fileferry.workflow.asl.interpreter import ExecutionResult, execute
@@ -27,10 +29,12 @@ from fileferry.workflow.asl.runtime import TaskInvoker
 __all__ = [
     "MAX_PAYLOAD_BYTES",
     "AslDefinitionError",
+    "Callbacks",
     "Checkpoint",
     "ExecutionResult",
     "Journal",
     "NullJournal",
+    "Parked",
     "StateMachine",
     "StatesError",
     "TaskFailed",

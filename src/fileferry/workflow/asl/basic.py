@@ -59,23 +59,41 @@ def _whole_seconds(path: JsonPath, env: Env, name: str, low: int) -> int:
     return int(value)
 
 
+async def _callback_token(runtime: Runtime, state: TaskState, visit: Visit) -> str | None:
+    if not state.callback:
+        return None
+    if runtime.callbacks is None:
+        raise StatesError(RUNTIME, f"Task {state.name!r} waits for a task token, and this "
+                                   "runner has no callback service")
+    return await runtime.callbacks.token(visit.path, visit.retry_count)
+
+
 async def run_task(runtime: Runtime, state: TaskState, raw: Any, visit: Visit) -> Outcome:
     """Invoke ``Resource`` with the Parameters payload, under TimeoutSeconds if set.
 
     The payload and result are copied through JSON, so the task shares nothing
-    with the execution's data. A timeout raises ``States.Timeout``.
+    with the execution's data. A timeout raises ``States.Timeout``. A callback
+    task (``.waitForTaskToken``) sees ``$$.Task.Token``; its result is what is
+    reported for the token, and its timeout covers the wait (by the host's clock,
+    so it holds across a restart).
     """
-    env = runtime.env(state, visit, raw)
+    token = await _callback_token(runtime, state, visit)
+    env = runtime.env(state, visit, raw, token)
     here = _effective(state, env)
     payload = here.data if state.parameters is None else state.parameters.render(here)
     payload = normalise(payload, f"the input of task {state.name!r}")
     timeout: int | None = state.timeout_seconds
     if state.timeout_seconds_path is not None:
         timeout = _whole_seconds(state.timeout_seconds_path, here, "TimeoutSecondsPath", 1)
-    result = await with_timeout(
-        invoke(runtime, state.resource, payload, runtime.context(state, visit)), timeout,
-        runtime.sleep,
-        lambda: StatesError(TIMEOUT, f"Task {state.name!r} timed out after {timeout} seconds"))
+    call = invoke(runtime, state.resource, payload, runtime.context(state, visit, token))
+    if token is not None and runtime.callbacks is not None:
+        await call
+        result = await runtime.callbacks.wait(token, timeout)
+    else:
+        result = await with_timeout(
+            call, timeout, runtime.sleep,
+            lambda: StatesError(TIMEOUT, f"Task {state.name!r} timed out after {timeout} "
+                                         "seconds"))
     result = normalise(result, f"the result of task {state.name!r}")
     if state.result_selector is not None:
         result = state.result_selector.render(replace(env, data=result))

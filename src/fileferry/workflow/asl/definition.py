@@ -97,15 +97,14 @@ def _handlers(fields: Fields) -> dict[str, Any]:
 def _task(fields: Fields, name: str) -> State:
     resource = fields.string("Resource", required=True)
     assert resource is not None
-    if resource.endswith(".waitForTaskToken"):
-        raise fields.error("Resource", "the .waitForTaskToken callback pattern is not supported")
     fields.exclusive("TimeoutSeconds", "TimeoutSecondsPath")
     return TaskState(
         **_common(fields, name), **_handlers(fields), resource=resource,
         parameters=_template(fields, "Parameters"),
         result_selector=_template(fields, "ResultSelector"), result_path=fields.result_path(),
         timeout_seconds=fields.integer("TimeoutSeconds", 1),
-        timeout_seconds_path=fields.optional_path("TimeoutSecondsPath"))
+        timeout_seconds_path=fields.optional_path("TimeoutSecondsPath"),
+        callback=resource.endswith(".waitForTaskToken"))
 
 
 def _pass(fields: Fields, name: str) -> State:

@@ -19,6 +19,7 @@ from fileferry.workflow.asl.basic import (
     run_task,
     run_wait,
 )
+from fileferry.workflow.asl.callbacks import Callbacks, Parked
 from fileferry.workflow.asl.compound import run_map, run_parallel
 from fileferry.workflow.asl.concurrency import cancel_all
 from fileferry.workflow.asl.definition import StateMachine
@@ -43,12 +44,15 @@ from fileferry.workflow.asl.timestamps import format_timestamp
 
 __all__ = ["ExecutionResult", "execute"]
 
-Status = Literal["SUCCEEDED", "FAILED", "ABORTED"]
+Status = Literal["SUCCEEDED", "FAILED", "ABORTED", "PARKED"]
 
 
 @dataclass
 class ExecutionResult:
-    """How an execution ended; ``output`` only when SUCCEEDED, error/cause only when FAILED."""
+    """How an execution ended; ``output`` only when SUCCEEDED, error/cause only when FAILED.
+
+    PARKED: a callback task is waiting for its outcome; resume from the checkpoint later.
+    """
 
     status: Status
     output: Any
@@ -152,6 +156,8 @@ async def _supervise(main: asyncio.Task[Any], limit: int | None,
             return ExecutionResult("SUCCEEDED", main.result(), None, None)
         except StatesError as exc:
             return _failed(exc)
+        except Parked:
+            return ExecutionResult("PARKED", None, None, None)
     if cancel is not None and cancel.is_set():
         return ExecutionResult("ABORTED", None, None, None)
     return _failed(StatesError(TIMEOUT, f"The execution timed out after {limit} seconds"))
@@ -176,7 +182,8 @@ async def execute(machine: StateMachine, input: Any, *, invoker: TaskInvoker,
                   clock: Callable[[], float] = time.time,
                   sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
                   random: Callable[[], float] = _random.random,
-                  cancel: asyncio.Event | None = None) -> ExecutionResult:
+                  cancel: asyncio.Event | None = None,
+                  callbacks: Callbacks | None = None) -> ExecutionResult:
     """Run ``machine`` on ``input`` (the execution input, also on resume) to its end.
 
     - ``resume`` starts at ``resume.next_state`` with ``resume.input``, skipping
@@ -187,6 +194,8 @@ async def execute(machine: StateMachine, input: Any, *, invoker: TaskInvoker,
     - ``sleep`` serves Wait, retry back-off and every timeout; ``clock`` gives
       timestamps and Wait's Timestamp; ``random`` gives FULL jitter and
       States.MathRandom without a seed.
+    - ``callbacks`` serves ``.waitForTaskToken`` tasks (without it they fail with
+      States.Runtime); a ``Parked`` raised by its wait gives PARKED.
     - A top-level TimeoutSeconds gives FAILED with ``States.Timeout`` (AWS
       reports TIMED_OUT). An unhandled error gives FAILED with its Error/Cause.
 
@@ -202,7 +211,8 @@ async def execute(machine: StateMachine, input: Any, *, invoker: TaskInvoker,
         return _failed(exc)
     runtime = Runtime(invoker, journal or NullJournal(), clock, sleep, random,
                       execution=_execution(machine, execution_id, name, data, clock()),
-                      state_machine={"Id": machine.arn, "Name": machine.name})
+                      state_machine={"Id": machine.arn, "Name": machine.name},
+                      callbacks=callbacks)
     start, items = machine.start_at, {}
     if resume is not None:
         if resume.next_state is None:

@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from fileferry.workflow.asl.callbacks import Callbacks
 from fileferry.workflow.asl.errors import StatesError
 from fileferry.workflow.asl.journal import Journal
 from fileferry.workflow.asl.paths import Env, ReferencePath, apply_path
@@ -39,18 +40,23 @@ class Runtime:
     execution: dict[str, Any]  # $$.Execution
     state_machine: dict[str, Any]  # $$.StateMachine
     resume_items: dict[str, dict[int, Any]] = field(default_factory=dict)
+    callbacks: Callbacks | None = None
 
-    def context(self, state: State, visit: Visit) -> dict[str, Any]:
-        """A fresh context object for ``state`` (no ``Map``: only ItemSelector sees it)."""
-        return {
+    def context(self, state: State, visit: Visit, token: str | None = None) -> dict[str, Any]:
+        """A fresh context object for ``state`` (no ``Map``: only ItemSelector sees it);
+        ``token`` adds ``Task.Token`` (callback tasks)."""
+        context: dict[str, Any] = {
             "Execution": dict(self.execution),
             "StateMachine": dict(self.state_machine),
             "State": {"Name": state.name, "EnteredTime": format_timestamp(visit.entered),
                       "RetryCount": visit.retry_count},
         }
+        if token is not None:
+            context["Task"] = {"Token": token}
+        return context
 
-    def env(self, state: State, visit: Visit, data: Any) -> Env:
-        return Env(data, self.context(state, visit), self.random)
+    def env(self, state: State, visit: Visit, data: Any, token: str | None = None) -> Env:
+        return Env(data, self.context(state, visit, token), self.random)
 
 
 def merge_result(result_path: ReferencePath | None, raw: Any, result: Any) -> Any:

@@ -70,6 +70,7 @@ class TaskState(State):
     result_path: ReferencePath | None = field(default_factory=lambda: ReferencePath("$", ()))
     timeout_seconds: int | None = None
     timeout_seconds_path: JsonPath | None = None
+    callback: bool = False  # Resource ends in .waitForTaskToken
 
 
 @dataclass(frozen=True, kw_only=True)

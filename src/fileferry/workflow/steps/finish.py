@@ -31,11 +31,17 @@ async def authenticate_sso(inp: SessionIn, deps: Deps) -> SessionOut:
     session = await deps.sessions.open(inp.transfer_id, inp.requester, inp.destination)
     await deps.sessions.use(inp.transfer_id, session.session_id, "credentials")
     deps.secrets.destination(inp.destination)  # fetched (and cached) now: fail early
+    await deps.store.update_transfer(inp.transfer_id, status="RUNNING",  # approved, if asked
+                                     updated_at=deps.clock())
     return session.model_copy(update={"secret_ref": deps.secrets.reference(inp.destination)})
 
 
 async def create_tickets(inp: CreateTicketsIn, deps: Deps) -> Tickets:
-    tickets = await deps.ticketing.create(inp.transfer_id, inp.model_dump())
+    facts = inp.model_dump()
+    approval = await deps.store.recorded("approval", inp.transfer_id)
+    if approval is not None:  # the audit ticket names the approver
+        facts.update(approver=approval["approver"], approval_reason=approval.get("reason"))
+    tickets = await deps.ticketing.create(inp.transfer_id, facts)
     await deps.store.update_transfer(inp.transfer_id, tickets=tickets.model_dump())
     return tickets
 
