@@ -315,15 +315,15 @@ def history(transfer_id: Annotated[str, typer.Argument(help="transfer id")],
 ApiOpt = Annotated[str | None, typer.Option("--api", metavar="URL",
                                              help="ask this FileFerry server instead of "
                                              "the local store, e.g. http://127.0.0.1:8080")]
-TokenOpt = Annotated[str | None, typer.Option("--token", envvar="FILEFERRY_TOKEN",
-                                              show_envvar=True, show_default=False,
-                                              help="with --api: the server's token")]
+ApiTokenOpt = Annotated[str | None, typer.Option("--token", envvar="FILEFERRY_TOKEN",
+                                                 show_envvar=True, show_default=False,
+                                                 help="with --api: the server's token")]
 
 
 @app.command()
 def cancel(transfer_id: Annotated[str, typer.Argument(help="transfer id")],
            config: ConfigOpt = None, as_json: JsonOpt = False, api: ApiOpt = None,
-           token: TokenOpt = None) -> None:
+           token: ApiTokenOpt = None) -> None:
     """Stop a running transfer cleanly: temporary files removed, tickets updated."""
     from fileferry.services import request_cancel
 
@@ -414,7 +414,7 @@ def list_(
                                                     help="NAME, or NAME:PATH")] = None,
     limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, max=200)] = 50,
     cursor: Annotated[str | None, typer.Option("--cursor", help="the next page")] = None,
-    as_json: JsonOpt = False, api: ApiOpt = None, token: TokenOpt = None,
+    as_json: JsonOpt = False, api: ApiOpt = None, token: ApiTokenOpt = None,
 ) -> None:
     """Transfers in the local store (or on a server with --api), filtered and paged."""
     from typing import get_args
@@ -446,7 +446,7 @@ def list_(
 @app.command()
 def status(transfer_id: Annotated[str, typer.Argument(help="transfer id")],
            config: ConfigOpt = None, as_json: JsonOpt = False, api: ApiOpt = None,
-           token: TokenOpt = None) -> None:
+           token: ApiTokenOpt = None) -> None:
     """One transfer: progress, files (size, SHA-256, check, retries), tickets, history."""
     try:
         if api is not None:
@@ -519,7 +519,9 @@ def main() -> None:
 def chat(
     config: ConfigOpt = None,
     user: Annotated[str | None, typer.Option("--user", metavar="ID",
-                                             help="who is asking (default: the OS user)")] = None,
+                                             help="who is asking without sso (default: the "
+                                             "OS user); ignored when sso is configured")] = None,
+    token: TokenOpt = None,
     session: Annotated[str | None, typer.Option(
         "--session", metavar="ID", help="continue this conversation (kept across runs with "
         "agent.persist_conversations)")] = None,
@@ -530,13 +532,12 @@ def chat(
     """Ask for transfers in plain words: one message a line on stdin (a pipe works too).
     Nothing is sent before you confirm the plan shown."""
     from fileferry.agent.terminal import offline_settings, run_chat
-    from fileferry.services import _default_principal
 
     try:
         settings = load_settings(config)
+        principal = _principal(settings, token, user)
     except FileFerryError as exc:
         _fail(exc, as_json)
     if offline:
         settings = offline_settings(settings)
-    principal = _default_principal(settings, user or getpass.getuser())
     raise typer.Exit(_run(run_chat(settings, principal, session, as_json=as_json)))

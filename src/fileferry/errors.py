@@ -30,8 +30,7 @@ again can help (a dropped connection) or not (a wrong password)::
     │   │   └── PolicyDenied                     no policy allows this transfer
     │   ├── SessionExpired                       the transfer session ended or expired
     │   ├── ApprovalRejected                     an approver rejected the transfer
-    │   ├── ApprovalTimedOut                     nobody decided before the timeout
-    │   └── LeaseHeld                            another live process runs the execution
+    │   └── ApprovalTimedOut                     nobody decided before the timeout
     └── TransferFailed                  exit 1   something went wrong while moving
         ├── EndpointUnavailable         retry    unreachable, reset, timed out
         ├── ChecksumMismatch            retry    bytes differ from what S3 holds
@@ -202,10 +201,6 @@ class ApprovalRejected(RefusedError):
 
 class ApprovalTimedOut(RefusedError):
     """Nobody approved or rejected the transfer before the policy's timeout."""
-
-
-class LeaseHeld(RefusedError):
-    """Another live process runs this execution; wait for it, or stop it first."""
 
 
 class TransferFailed(FileFerryError):

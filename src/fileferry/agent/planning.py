@@ -14,6 +14,7 @@ total size). ``execute_transfer`` plans again and compares fingerprints.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -39,6 +40,7 @@ from fileferry.errors import (
 )
 from fileferry.identity.policy import Decision, Facts, evaluate
 from fileferry.identity.principal import Principal
+from fileferry.identity.secrets import with_credentials
 from fileferry.models import TransferResult, new_transfer_id
 from fileferry.paths import split_destination
 from fileferry.transfer.engine import TransferRequest, run_transfer
@@ -189,7 +191,12 @@ async def make_plan(settings: Settings, principal: Principal, requested: Sequenc
     authorize(settings, principal, [_glob_prefix(s) for s in requested], name, None, clock())
     sources = await expand_globs(source, requested)
     tid = transfer_id or new_transfer_id()
-    result = await run_transfer(settings, TransferRequest(
+    if name in settings.destinations:  # else the dry run refuses it (UnknownDestination)
+        # credentials are fetched only after the policy allowed the request, as for a dry run
+        settings_now = await asyncio.to_thread(with_credentials, settings, name)
+    else:
+        settings_now = settings
+    result = await run_transfer(settings_now, TransferRequest(
         sources=sources, destination=destination, requester=principal.user, dry_run=True,
         transfer_id=tid), source=source)
     if result.status != "SUCCEEDED":
