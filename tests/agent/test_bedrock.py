@@ -113,7 +113,7 @@ async def test_plan_confirm_execute_over_two_turns(make_agent_for: Any, bedrock:
     request = bedrock.requests[0]
     assert request["modelId"] == MODEL
     assert request["system"] == [{"text": SYSTEM_PROMPT}]
-    assert request["toolConfig"] == {"tools": tool_specs(), "toolChoice": {"auto": {}}}
+    assert request["toolConfig"] == {"tools": tool_specs()}
     assert request["inferenceConfig"] == {"maxTokens": 512, "temperature": 0.0}
     assert request["messages"] == [{"role": "user", "content": [{"text": ask}]}]
     second = bedrock.messages(1)

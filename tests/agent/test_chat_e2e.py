@@ -4,6 +4,7 @@ that read like commands stay data; ``fileferry chat`` through a pipe."""
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 from typing import Any
@@ -12,6 +13,7 @@ from fileferry.agent.chat import ChatAgent, make_agent
 from fileferry.agent.conversation import StoreConversations
 from fileferry.agent.launch import InlineLauncher
 from fileferry.agent.offline import OfflinePlanner
+from fileferry.agent.terminal import run_chat
 from fileferry.store import open_store
 from tests.agent.conftest import ALICE, AgentEnv
 from tests.helpers import cli_command, cli_env, seed
@@ -147,3 +149,19 @@ def test_fileferry_chat_through_a_pipe(agent_env: AgentEnv, s3: Any) -> None:
         in plain.stdout
     assert f"s3://{agent_env.bucket}/2026-11-27/invoice-1.csv -> " in plain.stdout
     assert "dropped; nothing was sent." in plain.stdout
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+async def test_terminal_chat_prints_names_literally(agent_env: AgentEnv, s3: Any) -> None:
+    seed(s3, agent_env.bucket, {"t/[red]alert[/red].csv": b"x", "t/[/]oops.csv": b"y"})
+    stdin = _Terminal(f"send s3://{agent_env.bucket}/t/ to acme:\nno\nquit\n")
+    out = _Terminal()
+    assert await run_chat(agent_env.settings, ALICE, "tty-1", stdin=stdin, out=out) == 0
+    shown = out.getvalue()
+    assert "FileFerry chat (offline, as alice, session tty-1)" in shown
+    assert "you> " in shown and "[red]alert[/red].csv" in shown and "[/]oops.csv" in shown
+    assert "2 file(s), 2 B to acme:" in shown and "dropped; nothing was sent." in shown

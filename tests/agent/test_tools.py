@@ -206,3 +206,22 @@ async def test_a_tool_bug_is_an_error_result(agent_env: AgentEnv,
 def test_conversation_model_round_trips() -> None:
     conv = Conversation(session_id="s", user="u")
     assert Conversation.model_validate(conv.model_dump(mode="json")) == conv
+
+
+async def test_a_plan_denied_at_execution_closes_its_tickets(
+        make_env: Callable[..., AgentEnv], s3: Any, bucket: str) -> None:
+    env = make_env(policies=_policies(bucket))
+    seed(s3, env.bucket, FILES)
+    tools = tools_for(env.settings, ALICE)
+    key = f"s3://{bucket}/daily/2026-11-27/invoices-b.csv"
+    planned = await tools.call("plan_transfer", {"sources": [key], "destination": "acme:"})
+    plan_id = planned.data["plan"]["plan_id"]
+    tools.conversation.begin_turn("yes")
+    tickets = await tools.call("create_servicenow_tickets", {"plan_id": plan_id})
+    seed(s3, env.bucket, {"daily/2026-11-27/invoices-b.csv": b"B" * 3000})  # over the limit
+    out = await tools.call("execute_transfer", {"plan_id": plan_id})
+    assert out.outcome == "denied" and "at most 2500 bytes, not 3000" in out.message
+    async with open_store(env.settings.store.url) as store:
+        record = await store.get_transfer(tickets.data["transfer_id"])
+    assert record is not None and record.status == "CANCELLED"
+    assert tree(env.remote) == {}

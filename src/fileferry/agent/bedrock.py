@@ -113,7 +113,7 @@ class BedrockFileFerryAgent(ChatAgent):
         agent = self.settings.agent
         return {"modelId": agent.model_id, "system": [{"text": SYSTEM_PROMPT}],
                 "messages": messages,
-                "toolConfig": {"tools": tool_specs(), "toolChoice": {"auto": {}}},
+                "toolConfig": {"tools": tool_specs()},  # toolChoice: auto, the default
                 "inferenceConfig": {"maxTokens": agent.max_tokens,
                                     "temperature": agent.temperature}}
 

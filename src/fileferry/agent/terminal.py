@@ -26,7 +26,8 @@ from fileferry.store import Store, open_store
 from fileferry.transfer.engine import TransferRequest
 from fileferry.transfer.progress import ProgressSubscriber
 
-__all__ = ["TerminalLauncher", "offline_settings", "print_reply", "run_chat"]
+__all__ = ["TerminalLauncher", "offline_settings", "print_reply", "print_reply_rich",
+           "run_chat"]
 
 QUIT = {"quit", "exit", ":q", "bye"}
 
@@ -61,12 +62,38 @@ class TerminalLauncher(InlineLauncher):
 
 
 def print_reply(reply: ChatReply, out: TextIO, as_json: bool) -> None:
+    """Plain text (or one JSON line) for pipes."""
     if as_json:
         out.write(reply.model_dump_json() + "\n")
     else:
         lines = [reply.text] + (render_plan(reply.plan) if reply.plan else [])
         out.write("\n".join(lines) + "\n")
     out.flush()
+
+
+def print_reply_rich(reply: ChatReply, out: TextIO) -> None:
+    """On a terminal: the answer, and the plan as a table. Every string from the tools
+    goes in as ``Text`` (never markup): ``[red]`` in an object name stays literal."""
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    console = Console(file=out, soft_wrap=True, highlight=False)
+    console.print(Text("ferry> ", style="bold cyan") + Text(reply.text))
+    plan = reply.plan
+    if plan is None:
+        return
+    table = Table(title=Text(f"Plan {plan['plan_id']}: {plan['count']} file(s), "
+                             f"{plan['total_size']} to {plan['destination']}"),
+                  title_justify="left")
+    for column in ("source", "target", "bytes"):
+        table.add_column(column, overflow="fold", justify="right" if column == "bytes"
+                         else "left")
+    for f in plan["files"]:
+        table.add_row(Text(f["source"]), Text(f["target"]), Text(str(f["size"])))
+    console.print(table)
+    for line in render_plan(plan)[2 + len(plan["files"]):]:
+        console.print(Text(line.strip()))
 
 
 async def _read_line(stdin: TextIO) -> str | None:
@@ -97,7 +124,11 @@ async def run_chat(settings: Settings, principal: Principal, session_id: str | N
                 return 0
             if not line.strip():
                 continue
-            print_reply(await agent.send(session, principal, line), out, as_json)
+            reply = await agent.send(session, principal, line)
+            if tty:
+                print_reply_rich(reply, out)
+            else:
+                print_reply(reply, out, as_json)
     finally:
         if store is not None:
             await store.close()

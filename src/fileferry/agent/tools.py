@@ -194,7 +194,11 @@ class AgentTools:
         plan = self._confirmed(inp.plan_id)
         if isinstance(plan, ToolOutcome):
             return plan
-        now = await self._plan(plan.requested, plan.destination, plan.transfer_id)
+        try:
+            now = await self._plan(plan.requested, plan.destination, plan.transfer_id)
+        except FileFerryError as exc:  # denied or refused now: tickets made for it close
+            await cancel_recorded(self.settings, plan.transfer_id, f"not run: {exc}")
+            raise
         if now.fingerprint != plan.fingerprint:
             return await self._changed(plan, now)
         started = await self.launcher.start(plan, self.principal)
