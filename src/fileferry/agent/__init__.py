@@ -13,3 +13,5 @@
 
 Nothing is imported here, so ``config.py`` can import ``agent.settings`` cheaply.
 """
+
+__all__: list[str] = []
