@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
+import yaml
 
 from fileferry.api.server import BackgroundServer
 from fileferry.config import load_settings
@@ -62,24 +62,31 @@ def test_the_server_resumes_a_killed_transfer(tmp_path: Path, moto: MotoServer,
     assert retried, "the history shows the resumed execution"
 
 
-def test_the_outbox_hook_is_called_at_startup(tmp_path: Path, moto: MotoServer,
-                                              sshd: SshdServer,
-                                              servicenow: ServiceNowEmulator,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
-    """The durable outbox (services.deliver_pending) is built on main; the server calls
-    whatever is there at startup."""
-    from fileferry import services
-
-    called: list[str] = []
-
-    async def deliver_pending(settings: Any) -> int:
-        called.append(settings.store.url)
-        return 0
-
-    monkeypatch.setattr(services, "deliver_pending", deliver_pending, raising=False)
-    config = write_api_config(tmp_path, moto, sshd, make_remote(sshd), servicenow)
-    with BackgroundServer(load_settings(config)):
-        deadline = time.monotonic() + 10
-        while not called and time.monotonic() < deadline:
-            time.sleep(0.05)
-    assert called == [load_settings(config).store.url]
+def test_the_server_delivers_ticket_work_queued_during_an_outage(
+        tmp_path: Path, moto: MotoServer, sshd: SshdServer, s3: Any, bucket: str) -> None:
+    """A CLI transfer SUCCEEDED while ServiceNow was down (tickets "pending"); a server
+    started once it is back delivers the queued work: exactly two tickets, resolved."""
+    remote = make_remote(sshd)
+    seed(s3, bucket, {"late.csv": b"a,b\n"})
+    with ServiceNowEmulator() as snow:
+        snow.add_group("DataOps")
+        config = write_api_config(tmp_path, moto, sshd, remote, snow)
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        data["servicenow"].update(attempts=1, flush_timeout=0, breaker_cooldown=0)
+        config.write_text(yaml.safe_dump(data), encoding="utf-8")
+        snow.fail_next(10_000, 503)
+        done = subprocess.run(cli_command("transfer", "--json", "--config", config,
+                                          f"s3://{bucket}/late.csv", "t:"),
+                              env=cli_env(), capture_output=True, text=True, timeout=120,
+                              check=False)
+        assert done.returncode == 0, done.stderr
+        assert '"tickets_pending":true' in done.stdout and snow.records("incident") == []
+        snow.clear_faults()
+        with BackgroundServer(load_settings(config)):
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not (
+                    len(snow.records("incident")) == 2
+                    and {r["state"] for r in snow.records("incident")} == {"6"}):
+                time.sleep(0.1)
+        incidents = snow.records("incident")
+        assert len(incidents) == 2 and {r["state"] for r in incidents} == {"6"}

@@ -70,18 +70,21 @@ async def resume_lapsed(state: ServerState) -> list[str]:
     return queued
 
 
-async def deliver_pending_work(settings: Settings) -> int:
-    """The startup hook for pending ticket and notification work: the durable outbox's
-    ``services.deliver_pending(settings) -> int`` (built on main) when it is there."""
-    deliver: Callable[[Settings], Awaitable[int]] | None = getattr(
-        services, "deliver_pending", None)
-    if deliver is None:
-        return 0
-    try:
-        return await deliver(settings)
-    except Exception:  # the outbox retries later; a down ServiceNow must not stop the API
-        log.warning("delivering pending ticket/notification work failed", exc_info=True)
-        return 0
+OUTBOX_INTERVAL = 30.0  # seconds between attempts at work queued during an outage
+
+
+async def deliver_pending_work(settings: Settings, interval: float = OUTBOX_INTERVAL) -> None:
+    """Deliver ticket and notification work queued during outages: at start, then
+    every ``interval`` seconds while the server runs."""
+    while True:
+        try:
+            pending = await services.deliver_pending(settings)
+        except Exception:  # the outbox tries again later; a down ServiceNow must not stop us
+            log.warning("delivering queued ticket/notification work failed", exc_info=True)
+        else:
+            if pending:
+                log.info("%d piece(s) of ticket/notification work still queued", pending)
+        await asyncio.sleep(interval)
 
 
 @contextlib.asynccontextmanager

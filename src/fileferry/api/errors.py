@@ -19,8 +19,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fileferry.api.schemas import ErrorBody, ErrorDetail
-from fileferry.errors import FileFerryError, RefusedError, TargetExists, TransferFailed
-from fileferry.workflow.runner import LeaseHeld
+from fileferry.errors import FileFerryError, LeaseHeld, RefusedError, TargetExists, TransferFailed
 
 __all__ = ["ApiError", "field_errors", "install_error_handlers", "not_found", "status_for"]
 

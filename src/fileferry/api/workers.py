@@ -16,6 +16,7 @@ from fileferry.api.events import BusProgress, EventBus
 from fileferry.api.metrics import ApiMetrics
 from fileferry.api.schemas import TransferEvent
 from fileferry.config import Settings
+from fileferry.errors import FileFerryError
 from fileferry.services import run_recorded, transfer_public
 from fileferry.store import FINAL_STATUSES, Store
 
@@ -60,6 +61,8 @@ class WorkerPool:
             self._metrics.running.inc()
             try:
                 await self._run(tid)
+            except FileFerryError as exc:  # e.g. LeaseHeld: another process runs it
+                log.warning("transfer %s not run here: %s: %s", tid, exc.name, exc)
             except Exception:  # one transfer's bug must not stop the worker
                 log.exception("transfer %s ended with an unexpected error", tid)
             finally:
