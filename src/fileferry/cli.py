@@ -325,21 +325,26 @@ def cancel(transfer_id: Annotated[str, typer.Argument(help="transfer id")],
            config: ConfigOpt = None, as_json: JsonOpt = False, api: ApiOpt = None,
            token: ApiTokenOpt = None) -> None:
     """Stop a running transfer cleanly: temporary files removed, tickets updated."""
-    from fileferry.services import request_cancel
+    from fileferry.services import request_cancel, stop_if_parked
 
     try:
+        done = None
         if api is not None:
             from fileferry.api.client import ApiClient
 
             ApiClient(api, token).cancel(transfer_id)
             asked = True
         else:
-            asked = _run(request_cancel(load_settings(config), transfer_id))
+            settings = load_settings(config)
+            asked = _run(request_cancel(settings, transfer_id))
+            # nobody runs a transfer parked for approval: stop it here
+            done = _run(stop_if_parked(settings, transfer_id)) if asked else None
     except FileFerryError as exc:
         _fail(exc, as_json)
     if not asked:
         _fail(UsageError(f"{transfer_id} is not running"), as_json)
-    _report({"transfer_id": transfer_id, "cancel": "requested"}, as_json)
+    _report({"transfer_id": transfer_id,
+             "cancel": "requested" if done is None else done.status.lower()}, as_json)
 
 
 def _decide(decision: str, transfer_id: str, config: Path | None, token: str | None,

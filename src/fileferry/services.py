@@ -43,8 +43,8 @@ if TYPE_CHECKING:
 __all__ = ["approve_transfer", "check_destination", "check_request", "check_sources",
            "continue_transfer", "deliver_pending", "history", "make_deps", "record_transfer",
            "reject_transfer", "request_cancel", "resume_transfers", "run_recorded",
-           "submit_transfer", "ticket_links", "transfer_public", "transfer_result",
-           "transfers_public"]
+           "stop_if_parked", "submit_transfer", "ticket_links", "transfer_public",
+           "transfer_result", "transfers_public"]
 
 _REFUSALS = {cls.__name__ for cls in all_error_classes() if issubclass(cls, RefusedError)}
 CANCEL_POLL = 1.0
@@ -156,6 +156,10 @@ async def _run(deps: Deps, transfer_id: str, payload: dict[str, Any],
                                         resume=resume, cancel=cancel, park=park)
     finally:
         watcher.cancel()
+    if execution.status == "PARKED":  # waiting for approval: a cancel is carried out now
+        record = await deps.store.get_transfer(transfer_id)
+        if record is not None and record.options.get("cancel_requested"):
+            execution = ExecutionResult("ABORTED", None, None, None)
     if execution.status == "ABORTED":
         await _after_cancel(deps, transfer_id)
     await _flush(deps, transfer_id)
@@ -296,6 +300,19 @@ async def continue_transfer(settings: Settings, transfer_id: str, *,
     return results[0] if results else None
 
 
+async def stop_if_parked(settings: Settings, transfer_id: str) -> TransferResult | None:
+    """Carry out a requested cancel of a transfer parked for approval (nobody runs it);
+    None when it is not parked."""
+    store = open_store(settings.store.url)
+    try:
+        record = await store.get_transfer(transfer_id)
+    finally:
+        await store.close()
+    if record is None or record.status != "PENDING_APPROVAL":
+        return None
+    return await continue_transfer(settings, transfer_id)
+
+
 async def history(settings: Settings, transfer_id: str) -> list[dict[str, Any]]:
     store = open_store(settings.store.url)
     try:
@@ -305,7 +322,8 @@ async def history(settings: Settings, transfer_id: str) -> list[dict[str, Any]]:
 
 
 async def request_cancel(settings: Settings, transfer_id: str) -> bool:
-    """Ask the process running the transfer to stop it (it polls the store)."""
+    """Ask the process running the transfer to stop it (it polls the store); a transfer
+    parked for approval is stopped by ``stop_if_parked``."""
     store = open_store(settings.store.url)
     try:
         record = await store.get_transfer(transfer_id)

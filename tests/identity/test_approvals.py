@@ -129,10 +129,12 @@ async def test_nobody_decides_in_time(make_config: MakeConfig, oidc: OidcProvide
 
     still = await resume_transfers(settings, tid, sleep=no_sleep)
     assert still[0].status == "PENDING_APPROVAL", "a resume in time keeps waiting"
+    with pytest.raises(ValidationError, match="too late, the approval timed out"):
+        await approve_transfer(settings, tid, BOB, clock=later)
     [result] = await resume_transfers(settings, tid, sleep=no_sleep, clock=later)
     assert result.status == "REFUSED"
     assert result.error is not None and result.error["type"] == "ApprovalTimedOut"
-    with pytest.raises(ValidationError, match="too late, the approval timed out"):
+    with pytest.raises(ValidationError, match="nothing to decide"):
         await approve_transfer(settings, tid, BOB, clock=later)
     assert files_under(remote_dir) == {}
 
@@ -196,3 +198,21 @@ def _wait_for_pending(settings: Settings, timeout: float = 60) -> str:
         time.sleep(0.2)
     raise AssertionError("the transfer never reached PENDING_APPROVAL")
 
+
+
+def test_cancelling_a_transfer_parked_for_approval(
+        make_config: MakeConfig, oidc: OidcProvider, sshd: SshdServer, remote_dir: Path,
+        tmp_path: Path, s3: Any, bucket: str) -> None:
+    seed(s3, bucket, {"r.csv": b"q4\n"})
+    config = approval_config(make_config, oidc, sshd, remote_dir, bucket)
+    parked = run_cli("transfer", "--config", config, "--json", "--no-wait",
+                     f"s3://{bucket}/r.csv", "t:", cwd=tmp_path,
+                     env={"FILEFERRY_TOKEN": oidc.mint(user="alice")})
+    tid = json_line(parked.stdout)["transfer_id"]
+    stopped = run_cli("cancel", tid, "--config", config, "--json", cwd=tmp_path)
+    assert stopped.returncode == 0, stopped.stdout + stopped.stderr
+    assert json_line(stopped.stdout)["cancel"] == "cancelled"
+    late = run_cli("approve", tid, "--config", config, "--json", cwd=tmp_path,
+                   env={"FILEFERRY_TOKEN": oidc.mint(user="bob")})
+    assert late.returncode == 2 and "is CANCELLED" in late.stdout
+    assert files_under(remote_dir) == {}

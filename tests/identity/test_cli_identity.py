@@ -7,10 +7,12 @@ import getpass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from fileferry.config import load_settings
 from fileferry.sandbox.oidc import OidcProvider
 from fileferry.store import open_store
-from tests.conftest import MakeConfig, sftp_destination
+from tests.conftest import MakeConfig, ftp_target, sftp_destination
 from tests.helpers import json_line, run_cli, seed
 from tests.identity.conftest import sso_section
 from tests.servers.sshd import SshdServer
@@ -74,3 +76,26 @@ def test_without_sso_the_os_user_asks_and_is_told_so(make_config: MakeConfig,
     assert f"no sso configured: acting as the OS user {me}" in done.stderr
     assert "--token is ignored" in done.stderr
     assert requester_of(config, json_line(done.stdout)["transfer_id"]) == me
+
+
+def test_a_dry_run_checks_the_policy_and_uses_the_secret(
+        request: pytest.FixtureRequest, make_config: MakeConfig, oidc: OidcProvider,
+        tmp_path: Path, s3: Any, bucket: str) -> None:
+    seed(s3, bucket, {"k.txt": b"1\n"})
+    dest, local = ftp_target(request, "pyftpd")
+    dest["password_env"] = "FF_DRY_RUN_PASSWORD"
+    password = dest.pop("password")
+    rules = [{"name": "finance-out", "groups": ["finance"], "destinations": ["t"],
+              "sources": [f"s3://{bucket}/*"]}]
+    config = make_config({"t": dest}, policies=rules, sso=sso_section(oidc))
+    args = ("transfer", "--config", config, "--json", "--dry-run", f"s3://{bucket}/k.txt", "t:")
+    denied = run_cli(*args, cwd=tmp_path, env={"FILEFERRY_TOKEN": oidc.mint(user="carol"),
+                                               "FF_DRY_RUN_PASSWORD": password})
+    assert denied.returncode == 2
+    assert json_line(denied.stdout)["error"]["type"] == "PolicyDenied"
+    planned = run_cli(*args, cwd=tmp_path, env={"FILEFERRY_TOKEN": oidc.mint(user="alice"),
+                                                "FF_DRY_RUN_PASSWORD": password})
+    assert planned.returncode == 0, planned.stdout + planned.stderr
+    assert [f["status"] for f in json_line(planned.stdout)["files"]] == ["PLANNED"]
+    assert password not in planned.stdout + planned.stderr
+    assert list(local.iterdir()) == []

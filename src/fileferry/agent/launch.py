@@ -125,8 +125,10 @@ class InlineLauncher:
                 "tickets": result.tickets, "error": result.error}
 
     async def _submit(self, request: TransferRequest, principal: Principal) -> TransferResult:
+        # a transfer that needs approval is parked (PENDING_APPROVAL), not waited for:
+        # the chat goes on, and `fileferry approve` carries it on
         return await submit_transfer(self._settings, request, self._subscribers,
-                                     principal=principal)
+                                     principal=principal, wait_for_approval=False)
 
 
 class QueuedLauncher:

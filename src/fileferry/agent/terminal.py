@@ -58,7 +58,7 @@ class TerminalLauncher(InlineLauncher):
     async def _submit(self, request: TransferRequest, principal: Principal) -> TransferResult:
         with self._progress() as subscribers:
             return await submit_transfer(self._settings, request, subscribers,
-                                         principal=principal)
+                                         principal=principal, wait_for_approval=False)
 
 
 def print_reply(reply: ChatReply, out: TextIO, as_json: bool) -> None:

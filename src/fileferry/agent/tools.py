@@ -33,7 +33,7 @@ from fileferry.config import Settings
 from fileferry.endpoints.base import Source
 from fileferry.errors import FileFerryError, NotAuthorized, RefusedError
 from fileferry.identity.principal import Principal
-from fileferry.services import request_cancel, transfer_public
+from fileferry.services import request_cancel, stop_if_parked, transfer_public
 from fileferry.store import FINAL_STATUSES, open_store
 
 __all__ = ["TOOLS", "AgentTools", "Tool", "ToolOutcome", "tool_specs"]
@@ -228,6 +228,10 @@ class AgentTools:
         if current in FINAL_STATUSES or not await request_cancel(self.settings, inp.transfer_id):
             return _refused(f"{inp.transfer_id} is {current.lower()}; only a pending or "
                             "running transfer can be cancelled")
+        stopped = await stop_if_parked(self.settings, inp.transfer_id)  # nobody runs it
+        if stopped is not None:
+            return _ok(f"{inp.transfer_id} was waiting for approval and is now "
+                       f"{stopped.status}", transfer_id=inp.transfer_id, status=stopped.status)
         return _ok(f"cancellation of {inp.transfer_id} requested: it stops cleanly "
                    "(temporary files removed, tickets updated)", transfer_id=inp.transfer_id)
 

@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 from fileferry.errors import NotAuthorized, UsageError, ValidationError
 from fileferry.identity.principal import Principal
-from fileferry.store import Store
+from fileferry.store import FINAL_STATUSES, Store
 from fileferry.workflow.callbacks import send_task_failure, send_task_success, task_outcome
 
 __all__ = ["Decision", "decide"]
@@ -29,6 +29,8 @@ async def _pending(store: Store, transfer_id: str) -> dict[str, Any]:
     if record is None:
         raise UsageError(f"no transfer {transfer_id}")
     request = await store.recorded("approval_request", transfer_id)
+    if record.status in FINAL_STATUSES:
+        raise ValidationError(f"{transfer_id} is {record.status}: there is nothing to decide")
     if request is None:
         raise ValidationError(f"{transfer_id} is not waiting for approval (it is "
                               f"{record.status})")

@@ -11,6 +11,7 @@ replaced: ``SessionExpired`` goes up to the workflow.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -56,7 +57,8 @@ async def authorised_destination(deps: Deps, transfer_id: str, name: str, *,
         own = opened.session_id
         await deps.sessions.use(transfer_id, own, _USE)
     try:
-        dsettings = deps.secrets.destination(name)
+        # a secret fetch blocks (boto3): off the event loop, where other files stream
+        dsettings = await asyncio.to_thread(deps.secrets.destination, name)
         retry = RetryPolicy.for_destination(destination_settings(deps.settings, name),
                                             deps.sleep)
         async with open_destination(name, dsettings, deps.settings.transfer, retry) as dest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fileferry.errors import VerificationFailed
@@ -30,7 +31,7 @@ async def authenticate_sso(inp: SessionIn, deps: Deps) -> SessionOut:
     """Open the transfer's session and check the partner's credentials resolve under it."""
     session = await deps.sessions.open(inp.transfer_id, inp.requester, inp.destination)
     await deps.sessions.use(inp.transfer_id, session.session_id, "credentials")
-    deps.secrets.destination(inp.destination)  # fetched (and cached) now: fail early
+    await asyncio.to_thread(deps.secrets.destination, inp.destination)  # fail early
     await deps.store.update_transfer(inp.transfer_id, status="RUNNING",  # approved, if asked
                                      updated_at=deps.clock())
     return session.model_copy(update={"secret_ref": deps.secrets.reference(inp.destination)})
