@@ -225,3 +225,23 @@ async def test_a_plan_denied_at_execution_closes_its_tickets(
         record = await store.get_transfer(tickets.data["transfer_id"])
     assert record is not None and record.status == "CANCELLED"
     assert tree(env.remote) == {}
+
+
+async def test_a_plan_that_needs_approval_is_parked_not_waited_for(
+        make_env: Callable[..., AgentEnv], s3: Any, bucket: str) -> None:
+    env = make_env(policies=[{"name": "with-approval", "users": ["*"],
+                              "sources": ["s3://*"], "destinations": ["*"],
+                              "requires_approval": {"group": "approvers", "timeout": 600}}])
+    tools, plan_id = await _planned(env, s3)
+    plan = tools.conversation.plans[plan_id]
+    assert plan.approval_group == "approvers"
+    assert plan.view(5)["approval_required_from"] == "approvers"
+    tools.conversation.begin_turn("yes")
+    started = await tools.call("execute_transfer", {"plan_id": plan_id})
+    assert started.ok and started.data["status"] == "PENDING_APPROVAL", started
+    tid = started.data["transfer_id"]
+    stopped = await tools.call("cancel_transfer", {"transfer_id": tid})
+    assert stopped.ok and "was waiting for approval" in stopped.message, stopped
+    status = await tools.call("get_transfer_status", {"transfer_id": tid})
+    assert status.data["transfer"]["status"] in ("CANCELLED", "REFUSED")
+    assert tree(env.remote) == {}
