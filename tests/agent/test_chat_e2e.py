@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import subprocess
 from typing import Any
 
@@ -156,12 +157,14 @@ class _Terminal(io.StringIO):
         return True
 
 
-async def test_terminal_chat_prints_names_literally(agent_env: AgentEnv, s3: Any) -> None:
+async def test_terminal_chat_prints_names_literally(agent_env: AgentEnv, s3: Any,
+                                                    monkeypatch: Any) -> None:
+    monkeypatch.setenv("COLUMNS", "200")  # rich folds table cells to the terminal's width
     seed(s3, agent_env.bucket, {"t/[red]alert[/red].csv": b"x", "t/[/]oops.csv": b"y"})
     stdin = _Terminal(f"send s3://{agent_env.bucket}/t/ to acme:\nno\nquit\n")
     out = _Terminal()
     assert await run_chat(agent_env.settings, ALICE, "tty-1", stdin=stdin, out=out) == 0
-    shown = out.getvalue()
+    shown = re.sub(r"\x1b\[[0-9;]*m", "", out.getvalue())  # colours, when rich uses them
     assert "FileFerry chat (offline, as alice, session tty-1)" in shown
     assert "you> " in shown and "[red]alert[/red].csv" in shown and "[/]oops.csv" in shown
     assert "2 file(s), 2 B to acme:" in shown and "dropped; nothing was sent." in shown
