@@ -145,6 +145,9 @@ def transfer(
         else:
             result = _run(submit_transfer(settings, request, principal=principal,
                                           wait_for_approval=not no_wait))
+    except FileFerryError as exc:  # outside the workflow, e.g. the state store is unreachable
+        result = TransferResult(transfer_id=tid, status="REFUSED" if exc.exit_code == 2
+                                else "FAILED", files=[], error=exc.to_dict())
     except Exception as exc:  # a bug: still one JSON line and exit 1
         logging.getLogger(__name__).exception("unexpected error")
         err = TransferFailed(f"internal error: {exc!r}")
@@ -499,6 +502,31 @@ def serve(
     console.stderr.print(f"FileFerry API and dashboard on http://{host}:{port}/",
                          highlight=False)
     uvicorn_server(settings, host, port, BearerTokenAuthenticator(token.value)).run()
+
+
+store_app = typer.Typer(no_args_is_help=True, help="The state store (SQLite or DynamoDB).")
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("init")
+def store_init(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Create the store.url's SQLite schema or DynamoDB tables (TTL on leases); safe to re-run."""
+    from fileferry.services import init_state_store
+
+    try:
+        settings = load_settings(config)
+        tables = [entry.to_dict() for entry in _run(init_state_store(settings))]
+    except FileFerryError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        print(json.dumps({"ok": True, "store": settings.store.url, "tables": tables},
+                         separators=(",", ":")))
+        return
+    console.stdout.print(f"store: {settings.store.url}", highlight=False, markup=False)
+    for entry in tables:
+        ttl = f" (TTL on {entry['ttl']})" if entry["ttl"] else ""
+        console.stdout.print(f"{entry['table']}: {entry['status']}{ttl}", highlight=False,
+                             markup=False)
 
 
 def main() -> None:

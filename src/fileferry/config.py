@@ -211,6 +211,15 @@ class DestinationSettings(_Model):
 class StoreSettings(_Model):
     url: str = DEFAULT_STORE_URL
 
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        # Imported here: the store package is not needed to read a configuration.
+        from fileferry.store.urls import parse_store_url
+
+        parse_store_url(value)  # its ValueError says the accepted forms
+        return value
+
 
 class ApiSettings(_Model):
     """``fileferry serve``: where it listens, its workers, and its bearer token.

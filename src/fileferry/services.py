@@ -21,6 +21,7 @@ from fileferry.integrations.notify import WebhookNotifier
 from fileferry.integrations.outbox import Deliverer, OutboxTicketing, drain, flush, lane
 from fileferry.models import FileResult, TransferResult
 from fileferry.store import Store, open_store
+from fileferry.store.base import SchemaEntry
 from fileferry.transfer.engine import TransferRequest
 from fileferry.transfer.progress import ProgressSubscriber
 from fileferry.transfer.retry import Sleep
@@ -41,10 +42,10 @@ if TYPE_CHECKING:
     from fileferry.api.schemas import TransferPublic, TransfersPublic
 
 __all__ = ["approve_transfer", "check_destination", "check_request", "check_sources",
-           "continue_transfer", "deliver_pending", "history", "make_deps", "record_transfer",
-           "reject_transfer", "request_cancel", "resume_transfers", "run_recorded",
-           "stop_if_parked", "submit_transfer", "ticket_links", "transfer_public",
-           "transfer_result", "transfers_public"]
+           "continue_transfer", "deliver_pending", "history", "init_state_store", "make_deps",
+           "record_transfer", "reject_transfer", "request_cancel", "resume_transfers",
+           "run_recorded", "stop_if_parked", "submit_transfer", "ticket_links",
+           "transfer_public", "transfer_result", "transfers_public"]
 
 _REFUSALS = {cls.__name__ for cls in all_error_classes() if issubclass(cls, RefusedError)}
 CANCEL_POLL = 1.0
@@ -463,3 +464,11 @@ async def transfers_public(settings: Settings, store: Store, *, status: str | No
              for r in records]
     data = [v for v in views if v is not None and status in (None, v.status)]
     return TransfersPublic(data=data, count=len(data), next_cursor=next_cursor)
+
+
+async def init_state_store(settings: Settings) -> list[SchemaEntry]:
+    """Create the store's SQLite schema or DynamoDB tables (``fileferry store init``);
+    running it again only reports what exists."""
+    from fileferry.store import init_store
+
+    return await init_store(settings.store.url)

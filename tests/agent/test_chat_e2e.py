@@ -10,6 +10,8 @@ import re
 import subprocess
 from typing import Any
 
+import pytest
+
 from fileferry.agent.chat import ChatAgent, make_agent
 from fileferry.agent.conversation import StoreConversations
 from fileferry.agent.launch import InlineLauncher
@@ -18,6 +20,7 @@ from fileferry.agent.terminal import run_chat
 from fileferry.store import open_store
 from tests.agent.conftest import ALICE, AgentEnv
 from tests.helpers import cli_command, cli_env, seed
+from tests.store.conftest import dynamo_prefix, dynamo_url
 from tests.transfer.test_engine_sftp import tree
 
 INVOICES = {"2026-11-27/invoice-1.csv": b"1" * 1500, "2026-11-27/invoice-2.csv": b"2" * 500}
@@ -109,8 +112,13 @@ async def test_refusals_and_help(agent_env: AgentEnv) -> None:
     assert listed.text == f"Destinations:\n  acme: sftp://127.0.0.1{agent_env.remote}/"
 
 
-async def test_conversations_persist_in_the_store(make_env: Any, s3: Any) -> None:
-    env = make_env(agent={"persist_conversations": True})
+@pytest.mark.parametrize("backend", ["sqlite", "dynamodb"])
+async def test_conversations_persist_in_the_store(make_env: Any, s3: Any, moto: Any,
+                                                  backend: str) -> None:
+    sections: dict[str, Any] = {"agent": {"persist_conversations": True}}
+    if backend == "dynamodb":
+        sections["store"] = {"url": dynamo_url(moto, dynamo_prefix())}
+    env = make_env(**sections)
     seed(s3, env.bucket, INVOICES)
     async with open_store(env.settings.store.url) as store:
         first = make_agent(env.settings, InlineLauncher(env.settings), store=store)

@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from fileferry.agent.planning import Plan
 from fileferry.store import Store
-from fileferry.store.base import refuse_secrets
+from fileferry.store.base import TTL_ATTRIBUTE, refuse_secrets
 
 __all__ = ["PLAN_ID", "Conversation", "ConversationStore", "MemoryConversations",
            "StoreConversations", "confirmation"]
@@ -170,7 +170,7 @@ class StoreConversations:
 
     async def load(self, session_id: str, user: str) -> Conversation:
         item = await self._store.backend.get(self.TABLE, user, session_id)
-        if item is None or float(item.get("expires_at", 0)) < self._clock():
+        if item is None or float(item.get(TTL_ATTRIBUTE, 0)) < self._clock():
             return Conversation(session_id=session_id, user=user, updated_at=self._clock())
         return Conversation.model_validate(item["conversation"])
 
@@ -185,4 +185,4 @@ class StoreConversations:
             await self._store.backend.put(self.TABLE, conversation.user,
                                           conversation.session_id,
                                           {"conversation": data, "version": version,
-                                           "expires_at": int(now + self._ttl)})
+                                           TTL_ATTRIBUTE: int(now + self._ttl)})
