@@ -546,3 +546,31 @@ def main() -> None:
             print(exc, file=sys.stderr)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+@app.command()
+def chat(
+    config: ConfigOpt = None,
+    user: Annotated[str | None, typer.Option("--user", metavar="ID",
+                                             help="who is asking without sso (default: the "
+                                             "OS user); ignored when sso is configured")] = None,
+    token: TokenOpt = None,
+    session: Annotated[str | None, typer.Option(
+        "--session", metavar="ID", help="continue this conversation (kept across runs with "
+        "agent.persist_conversations)")] = None,
+    offline: Annotated[bool, typer.Option("--offline", help="the offline planner even when "
+                                          "agent.model_id is set")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Ask for transfers in plain words: one message a line on stdin (a pipe works too).
+    Nothing is sent before you confirm the plan shown."""
+    from fileferry.agent.terminal import offline_settings, run_chat
+
+    try:
+        settings = load_settings(config)
+        principal = _principal(settings, token, user)
+    except FileFerryError as exc:
+        _fail(exc, as_json)
+    if offline:
+        settings = offline_settings(settings)
+    raise typer.Exit(_run(run_chat(settings, principal, session, as_json=as_json)))

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from fileferry.agent.settings import AgentSettings
 from fileferry.errors import ConfigError
 from fileferry.identity.settings import PolicySettings, SecretsManagerSettings, SsoSettings
 from fileferry.integrations.notify import NotificationsSettings
@@ -256,11 +257,13 @@ class Settings(_Model):
     store: StoreSettings = StoreSettings()
     notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
     servicenow: ServiceNowSettings | None = None
-    api: ApiSettings = ApiSettings()
     sso: SsoSettings | None = None
     """OIDC sign-in; when set, FileFerry runs in server mode (policies deny by default)."""
     policies: list[PolicySettings] = Field(default_factory=list)
     secrets_manager: SecretsManagerSettings = Field(default_factory=SecretsManagerSettings)
+    api: ApiSettings = ApiSettings()
+    agent: AgentSettings = Field(default_factory=AgentSettings)
+    """The chat agent: Bedrock when ``agent.model_id`` is set, else the offline planner."""
 
     @field_validator("policies")
     @classmethod

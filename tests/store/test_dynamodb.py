@@ -153,7 +153,8 @@ async def test_init_creates_every_table_with_ttl_and_is_idempotent(moto: MotoSer
     assert entries[f"{prefix}-idempotency"].status == "existed"
     assert {e.status for n, e in entries.items() if not n.endswith("-idempotency")} == {
         "created"}
-    assert {n for n, e in entries.items() if e.ttl} == {f"{prefix}-leases"}
+    assert {n for n, e in entries.items() if e.ttl} == {
+        f"{prefix}-{t}" for t, ttl in TABLES.items() if ttl} >= {f"{prefix}-leases"}
     for name, entry in entries.items():
         described = ddb.describe_time_to_live(TableName=name)["TimeToLiveDescription"]
         assert (described["TimeToLiveStatus"] == "ENABLED") == (entry.ttl == "expires_at")

@@ -47,7 +47,8 @@ def test_init_dynamodb_twice(make_config: MakeConfig, tmp_path: Path, moto: Moto
     tables = json_line(again.stdout)["tables"]
     assert {t["table"]: t["status"] for t in tables} == {
         f"{prefix}-{table}": "existed" for table in TABLES}
-    assert [t["table"] for t in tables if t["ttl"]] == [f"{prefix}-leases"]
+    assert [t["table"] for t in tables if t["ttl"]] == [
+        f"{prefix}-{table}" for table, ttl in TABLES.items() if ttl]
 
 
 @pytest.mark.parametrize(("url", "says"), [

@@ -24,7 +24,7 @@ from fileferry.api.auth import Authenticator, BearerTokenAuthenticator, api_toke
 from fileferry.api.errors import install_error_handlers
 from fileferry.api.events import EventBus, StorePoller
 from fileferry.api.metrics import ApiMetrics
-from fileferry.api.routes import system, transfers
+from fileferry.api.routes import chat, system, transfers
 from fileferry.api.state import ServerState
 from fileferry.api.workers import WorkerPool
 from fileferry.config import Settings
@@ -124,6 +124,7 @@ def create_app(settings: Settings, authenticator: Authenticator | None = None) -
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(transfers.router)
+    app.include_router(chat.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.middleware("http")

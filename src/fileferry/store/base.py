@@ -19,6 +19,7 @@ Tables the Store uses (pk / sk)::
     executions   execution_id / "_"           transfer_id, status, active
     leases       execution_id / "_"           owner, heartbeat, ttl, expires_at
     outbox       transfer_id / seq (padded)   OutboxEntry       work to deliver later
+    conversations  user / session_id          the agent's chat  expires_at
 
 ``TABLES`` lists them with the attribute, if any, that a backend with expiry
 (DynamoDB's TTL) may reap items by: epoch seconds after which the item is
@@ -67,6 +68,7 @@ TABLES: dict[str, str | None] = {
     "executions": None,
     "leases": TTL_ATTRIBUTE,
     "outbox": None,
+    "conversations": TTL_ATTRIBUTE,  # the agent's chats (agent.persist_conversations)
 }
 
 
