@@ -35,6 +35,7 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "TransferSettings",
+    "WorkflowSettings",
     "config_path",
     "load_settings",
     "parse_settings",
@@ -192,6 +193,30 @@ class StoreSettings(_Model):
     url: str = DEFAULT_STORE_URL
 
 
+class WorkflowSettings(_Model):
+    """Where transfers run: the embedded runner, or the deployed Step Functions machine."""
+
+    engine: Literal["embedded", "stepfunctions"] = "embedded"
+    state_machine_arn: str | None = None
+    """The SAM stack's ``StateMachineArn`` output (``engine: stepfunctions``)."""
+    endpoint_url: str | None = None
+    """Another Step Functions endpoint (a VPC endpoint, or a local stand-in)."""
+    poll_interval: float = Field(default=5.0, gt=0)
+    """Seconds between ``DescribeExecution`` calls while ``transfer`` waits."""
+
+    @model_validator(mode="after")
+    def _arn_for_stepfunctions(self) -> WorkflowSettings:
+        arn = self.state_machine_arn
+        if arn is not None and not re.fullmatch(r"arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:"
+                                                r"stateMachine:[A-Za-z0-9_-]+", arn):
+            raise ValueError("state_machine_arn must look like arn:aws:states:REGION:ACCOUNT:"
+                             "stateMachine:NAME (the stack's StateMachineArn output)")
+        if self.engine == "stepfunctions" and arn is None:
+            raise ValueError("engine: stepfunctions needs state_machine_arn (the SAM stack's "
+                             "StateMachineArn output)")
+        return self
+
+
 class Settings(_Model):
     s3: S3Settings = S3Settings()
     transfer: TransferSettings = TransferSettings()
@@ -199,6 +224,7 @@ class Settings(_Model):
     store: StoreSettings = StoreSettings()
     notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
     servicenow: ServiceNowSettings | None = None
+    workflow: WorkflowSettings = WorkflowSettings()
 
     @field_validator("destinations")
     @classmethod

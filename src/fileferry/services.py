@@ -164,6 +164,10 @@ async def submit_transfer(settings: Settings, request: TransferRequest,
                           subscribers: Sequence[ProgressSubscriber] = (),
                           sleep: Sleep | None = None, source: Any = None) -> TransferResult:
     """Record a transfer and run its workflow to the end."""
+    if settings.workflow.engine == "stepfunctions":  # an execution on AWS; see aws/
+        from fileferry.aws.stepfunctions import submit_on_aws
+
+        return await submit_on_aws(settings, request, sleep)
     store = open_store(settings.store.url)
     deps = make_deps(settings, store, subscribers, sleep, source)
     try:
@@ -223,6 +227,10 @@ async def deliver_pending(settings: Settings) -> int:
 
 
 async def history(settings: Settings, transfer_id: str) -> list[dict[str, Any]]:
+    if settings.workflow.engine == "stepfunctions":
+        from fileferry.aws.stepfunctions import history_on_aws
+
+        return await history_on_aws(settings, transfer_id)
     store = open_store(settings.store.url)
     try:
         return await store.history(execution_id_for(transfer_id))
@@ -232,6 +240,10 @@ async def history(settings: Settings, transfer_id: str) -> list[dict[str, Any]]:
 
 async def request_cancel(settings: Settings, transfer_id: str) -> bool:
     """Ask the process running the transfer to stop it (it polls the store)."""
+    if settings.workflow.engine == "stepfunctions":
+        from fileferry.aws.stepfunctions import cancel_on_aws
+
+        return await cancel_on_aws(settings, transfer_id)
     store = open_store(settings.store.url)
     try:
         record = await store.get_transfer(transfer_id)
