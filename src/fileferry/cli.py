@@ -274,6 +274,31 @@ def demo(
     raise typer.Exit(_run(run_demo(workdir, keep_running)))
 
 
+store_app = typer.Typer(no_args_is_help=True, help="The state store (SQLite or DynamoDB).")
+app.add_typer(store_app, name="store")
+
+
+@store_app.command("init")
+def store_init(config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+    """Create the store.url's SQLite schema or DynamoDB tables (TTL on leases); safe to re-run."""
+    from fileferry.services import init_state_store
+
+    try:
+        settings = load_settings(config)
+        tables = [entry.to_dict() for entry in _run(init_state_store(settings))]
+    except FileFerryError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        print(json.dumps({"ok": True, "store": settings.store.url, "tables": tables},
+                         separators=(",", ":")))
+        return
+    console.stdout.print(f"store: {settings.store.url}", highlight=False, markup=False)
+    for entry in tables:
+        ttl = f" (TTL on {entry['ttl']})" if entry["ttl"] else ""
+        console.stdout.print(f"{entry['table']}: {entry['status']}{ttl}", highlight=False,
+                             markup=False)
+
+
 def main() -> None:
     """Console entry point: usage errors also honour ``--json`` and exit 2."""
     try:

@@ -192,6 +192,15 @@ class DestinationSettings(_Model):
 class StoreSettings(_Model):
     url: str = DEFAULT_STORE_URL
 
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, value: str) -> str:
+        # Imported here: the store package is not needed to read a configuration.
+        from fileferry.store.urls import parse_store_url
+
+        parse_store_url(value)  # its ValueError says the accepted forms
+        return value
+
 
 class WorkflowSettings(_Model):
     """Where transfers run: the embedded runner, or the deployed Step Functions machine."""

@@ -16,6 +16,7 @@ from fileferry.integrations.notify import WebhookNotifier
 from fileferry.integrations.outbox import Deliverer, OutboxTicketing, drain, flush, lane
 from fileferry.models import FileResult, TransferResult
 from fileferry.store import Store, open_store
+from fileferry.store.base import SchemaEntry
 from fileferry.transfer.engine import TransferRequest
 from fileferry.transfer.progress import ProgressSubscriber
 from fileferry.transfer.retry import Sleep
@@ -34,8 +35,8 @@ from fileferry.workflow.steps.deps import Deps
 from fileferry.workflow.steps.finish import remove_leftovers
 from fileferry.workflow.steps.validate import ensure_transfer
 
-__all__ = ["deliver_pending", "history", "make_deps", "request_cancel", "resume_transfers",
-           "submit_transfer", "transfer_result"]
+__all__ = ["deliver_pending", "history", "init_state_store", "make_deps", "request_cancel",
+           "resume_transfers", "submit_transfer", "transfer_result"]
 
 _REFUSALS = {cls.__name__ for cls in all_error_classes() if issubclass(cls, RefusedError)}
 CANCEL_POLL = 1.0
@@ -252,3 +253,11 @@ async def request_cancel(settings: Settings, transfer_id: str) -> bool:
         return True
     finally:
         await store.close()
+
+
+async def init_state_store(settings: Settings) -> list[SchemaEntry]:
+    """Create the store's SQLite schema or DynamoDB tables (``fileferry store init``);
+    running it again only reports what exists."""
+    from fileferry.store import init_store
+
+    return await init_store(settings.store.url)

@@ -1,4 +1,5 @@
-"""Two processes on one SQLite file: they see each other's writes, and a lease has one owner."""
+"""Two processes on one store (a SQLite file, or DynamoDB tables on moto's server): they
+see each other's writes, and a lease has one owner."""
 
 from __future__ import annotations
 
@@ -7,7 +8,10 @@ import json
 import sys
 from pathlib import Path
 
+import pytest
+
 from fileferry.store import open_store
+from tests.store.conftest import BACKENDS, dynamo_prefix, dynamo_url
 
 LEASES = 100
 APPENDS = 40
@@ -34,8 +38,11 @@ asyncio.run(main(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])))
 """
 
 
-async def test_two_processes_contend_for_leases(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/shared/fileferry.db"
+@pytest.mark.parametrize("kind", BACKENDS)
+async def test_two_processes_contend_for_leases(tmp_path: Path, kind: str,
+                                               request: pytest.FixtureRequest) -> None:
+    url = (f"sqlite:///{tmp_path}/shared/fileferry.db" if kind == "sqlite"
+           else dynamo_url(request.getfixturevalue("moto"), dynamo_prefix()))
     children = [await asyncio.create_subprocess_exec(
         sys.executable, "-c", CHILD, url, owner, str(LEASES), str(APPENDS),
         stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE)

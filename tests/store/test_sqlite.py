@@ -1,4 +1,4 @@
-"""open_store's URLs and what the SQLite backend does on first use."""
+"""open_store's URLs and what the SQLite backend does on first use (SQLite only: files)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fileferry.store import SqliteBackend, TransferRecord, open_store
+from fileferry.store import SqliteBackend, TransferRecord, init_store, open_store
 
 
 async def test_file_url_creates_directories_and_schema_on_first_use(tmp_path: Path) -> None:
@@ -41,8 +41,15 @@ async def test_memory_url() -> None:
 
 
 def test_other_urls_are_refused() -> None:
-    with pytest.raises(NotImplementedError, match="DynamoDB arrives with the API issue"):
-        open_store("dynamodb://fileferry-state?region=eu-west-1")
-    for url in ("sqlite:///", "postgres://x/y", "/tmp/x.db"):
-        with pytest.raises(ValueError, match=r"store\.url"):
+    for url in ("sqlite:///", "postgres://x/y", "/tmp/x.db", "dynamodb://fileferry-state"):
+        with pytest.raises(ValueError, match=r"store\.url .*(sqlite|dynamodb)://"):
             open_store(url)
+
+
+async def test_init_creates_the_schema_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s/fileferry.db"
+    [entry] = await init_store(url)
+    assert (entry.status, entry.ttl) == ("created", None)
+    assert str(tmp_path / "s" / "fileferry.db") in entry.table
+    [again] = await init_store(url)
+    assert again.status == "existed"

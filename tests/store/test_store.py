@@ -274,7 +274,7 @@ async def test_lease_contention_has_one_winner(make_store: MakeStore) -> None:
     for round_ in range(5):
         won = await asyncio.gather(*(s.acquire_lease(f"ex-{round_}", f"o{i}", 0.0, 30.0)
                                      for i, s in enumerate(stores * 3)))
-        owners = {f"o{i % 4}" for i, ok in enumerate(won) if ok}
+        owners = {f"o{i}" for i, ok in enumerate(won) if ok}  # the names each call used
         assert len(owners) == 1
         assert await stores[0].lease_owner(f"ex-{round_}", 1.0) in owners
 

@@ -6,7 +6,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
-from fileferry.store import Backend, Row
+from fileferry.store import Backend, Row, SchemaEntry
 
 
 class CountingBackend:
@@ -29,7 +29,7 @@ class CountingBackend:
     async def put(self, table: str, pk: str, sk: str, item: dict[str, Any], *,
                   if_absent: bool = False, if_version: int | None = None) -> None:
         self.calls["put", table] += 1
-        if if_version is not None and self.before_conditional_put:
+        if (if_absent or if_version is not None) and self.before_conditional_put:
             await self.before_conditional_put.pop(0)()
         await self.inner.put(table, pk, sk, item, if_absent=if_absent, if_version=if_version)
 
@@ -52,6 +52,9 @@ class CountingBackend:
     async def put_many(self, table: str, rows: Sequence[Row]) -> None:
         self.calls["put_many", table] += 1
         await self.inner.put_many(table, rows)
+
+    async def create_schema(self) -> list[SchemaEntry]:
+        return await self.inner.create_schema()
 
     async def close(self) -> None:
         await self.inner.close()

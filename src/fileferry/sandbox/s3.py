@@ -29,8 +29,9 @@ class MotoServer:
         for _ in range(attempts):
             self.port = free_port()
             env = {**os.environ, "MOTO_PORT": str(self.port)}
-            command = [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p",
-                       str(self.port)]
+            # moto.server, with each DynamoDB request atomic as DynamoDB's are
+            command = [sys.executable, "-m", "fileferry.sandbox.moto_main", "-H", "127.0.0.1",
+                       "-p", str(self.port)]
             if self._log_dir is None:
                 self._proc = subprocess.Popen(command, stdout=subprocess.DEVNULL,
                                               stderr=subprocess.STDOUT, env=env)

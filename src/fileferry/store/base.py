@@ -17,8 +17,12 @@ Tables the Store uses (pk / sk)::
     checkpoints  execution_id / "_"           {"checkpoint": ...}
     history      execution_id / seq (padded)  {"event": ...}    append-only
     executions   execution_id / "_"           transfer_id, status, active
-    leases       execution_id / "_"           owner, heartbeat, ttl
+    leases       execution_id / "_"           owner, heartbeat, ttl, expires_at
     outbox       transfer_id / seq (padded)   OutboxEntry       work to deliver later
+
+``TABLES`` lists them with the attribute, if any, that a backend with expiry
+(DynamoDB's TTL) may reap items by: epoch seconds after which the item is
+worthless. The Store never relies on reaping; it only allows it.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import asyncio
 import base64
 import binascii
 import json
+import math
 import random
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -43,12 +48,26 @@ from fileferry.store.models import (
     refuse_secrets,
 )
 
-__all__ = ["Backend", "ConditionFailed", "Row", "Store", "StoreConflict", "TransferNotFound",
-           "refuse_secrets"]
+__all__ = ["TABLES", "TTL_ATTRIBUTE", "Backend", "ConditionFailed", "Row", "SchemaEntry", "Store",
+           "StoreConflict", "TransferNotFound", "refuse_secrets"]
 
 Item = dict[str, Any]
 ONE = "_"  # the sort key of a partition holding a single item (DynamoDB keys cannot be "")
 SEQ_WIDTH = 12
+TTL_ATTRIBUTE = "expires_at"
+# Every table the Store uses, and its expiry attribute (None: items never expire).
+# A new table, say the identity issue's sessions, is one more line here.
+TABLES: dict[str, str | None] = {
+    "transfers": None,
+    "files": None,
+    "audit": None,
+    "idempotency": None,
+    "checkpoints": None,
+    "history": None,
+    "executions": None,
+    "leases": TTL_ATTRIBUTE,
+    "outbox": None,
+}
 
 
 class ConditionFailed(Exception):
@@ -68,6 +87,18 @@ class Row:
     pk: str
     sk: str
     item: Item
+
+
+@dataclass(frozen=True)
+class SchemaEntry:
+    """One table (or SQLite file) ``create_schema`` looked at: ``created`` or ``existed``."""
+
+    table: str
+    status: str
+    ttl: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"table": self.table, "status": self.status, "ttl": self.ttl}
 
 
 class Backend(Protocol):
@@ -102,6 +133,11 @@ class Backend(Protocol):
 
     async def close(self) -> None:
         """Release connections and threads; the backend is unusable afterwards."""
+
+    async def create_schema(self) -> list[SchemaEntry]:
+        """Create whatever storage ``TABLES`` needs (with expiry where the backend has it)
+        and say, per table, whether it was created or existed; safe to run again. Every
+        other primitive also creates what it needs on first use, where it may."""
 
 
 def _encode_cursor(row: Row) -> str:
@@ -142,6 +178,10 @@ class Store:
 
     async def close(self) -> None:
         await self.backend.close()
+
+    async def create_schema(self) -> list[SchemaEntry]:
+        """See :meth:`Backend.create_schema` (``fileferry store init``)."""
+        return await self.backend.create_schema()
 
     async def __aenter__(self) -> Store:
         return self
@@ -405,8 +445,10 @@ class Store:
             if current is None or current.get("owner") != owner:
                 return False
             try:
+                # A released lease is worthless from now on: expiry may reap it.
                 await self._put("leases", execution_id, ONE,
-                                {"owner": None, "heartbeat": 0.0, "ttl": 0.0},
+                                {"owner": None, "heartbeat": 0.0, "ttl": 0.0,
+                                 TTL_ATTRIBUTE: math.ceil(self._clock())},
                                 int(current["version"]))
             except ConditionFailed:
                 await self._backoff(attempt)
@@ -431,7 +473,8 @@ class Store:
                 return False
             try:
                 await self._put("leases", execution_id, ONE,
-                                {"owner": owner, "heartbeat": now, "ttl": ttl},
+                                {"owner": owner, "heartbeat": now, "ttl": ttl,
+                                 TTL_ATTRIBUTE: math.ceil(now + ttl)},
                                 None if current is None else int(current["version"]))
             except ConditionFailed:
                 continue  # someone wrote in between: look again at what they wrote

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fileferry.store.base import ConditionFailed, Item, Row
+from fileferry.store.base import ConditionFailed, Item, Row, SchemaEntry
 
 __all__ = ["SqliteBackend"]
 
@@ -56,6 +56,7 @@ class SqliteBackend:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fileferry-sqlite")
         self._conn: sqlite3.Connection | None = None
         self._closed = False
+        self._schema_existed = True  # set when the connection opens
 
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
@@ -86,6 +87,9 @@ class SqliteBackend:
             try:
                 if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
                     conn.execute("PRAGMA journal_mode=WAL")
+                self._schema_existed = conn.execute(
+                    "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'items'"
+                ).fetchone() is not None
                 conn.execute(SCHEMA)
                 break
             except sqlite3.OperationalError as exc:
@@ -179,6 +183,13 @@ class SqliteBackend:
                              "VALUES (?, ?, ?, ?, ?)", values)
 
         await self._call(self._write, body)
+
+    async def create_schema(self) -> list[SchemaEntry]:
+        """One table, ``items``, holds every store table; SQLite has no expiry, so
+        ``expires_at`` is kept but nothing is reaped."""
+        await self._call(self._connection)
+        status = "existed" if self._schema_existed else "created"
+        return [SchemaEntry(table=f"items in {self.path}", status=status)]
 
     async def close(self) -> None:
         if self._closed:
