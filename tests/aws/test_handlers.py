@@ -41,9 +41,12 @@ EVENT_FILES = {"ValidateInputFunction": "validate_input",
 
 def lambda_config(moto_url: str, tmp_path: Path, destinations: dict[str, Any],
                   **sections: Any) -> dict[str, Any]:
+    """The deployed form: the store on DynamoDB (moto's), fresh tables for each test."""
+    prefix = "FF" + secrets.token_hex(4)
     return {"s3": {"endpoint_url": moto_url, "region": "us-east-1"},
             "destinations": destinations,
-            "store": {"url": f"sqlite:///{tmp_path}/lambda.db"}, **sections}
+            "store": {"url": f"dynamodb://?region=us-east-1&table_prefix={prefix}"
+                             f"&endpoint_url={moto_url}"}, **sections}
 
 
 async def call(name: str, payload: dict[str, Any], **context: Any) -> Any:
