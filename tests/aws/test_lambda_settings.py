@@ -3,6 +3,7 @@ each function reading only the secret sections it needs."""
 
 from __future__ import annotations
 
+import re
 import secrets
 import stat
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 
 import boto3
 import pytest
+import yaml
 
 from fileferry.aws.settings import load_lambda_settings
 from fileferry.errors import ConfigError
@@ -94,3 +96,16 @@ def test_without_configuration_the_error_says_where_to_put_it(
     monkeypatch.setenv("FILEFERRY_CONFIG_JSON", '{"transfer": {"max_parallel_threads": 0}}')
     with pytest.raises(ConfigError, match=r"transfer\.max_parallel_threads"):
         load_lambda_settings()
+
+
+def test_the_deploy_guides_configuration_examples_load() -> None:
+    """docs/deploy.md's YAML blocks are valid configurations (secret references unresolved)."""
+    from fileferry.config import parse_settings
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "deploy.md").read_text("utf-8")
+    blocks = re.findall(r"```yaml\n(.*?)```", text, re.S)
+    assert len(blocks) == 2
+    lambda_doc, cli = (parse_settings(yaml.safe_load(b)) for b in blocks)
+    assert set(lambda_doc.destinations) == {"acme", "globex"}
+    assert cli.workflow.engine == "stepfunctions"
+    assert lambda_doc.store.url == cli.store.url
