@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from fileferry.config import Settings
-from fileferry.errors import FileFerryError, RefusedError, all_error_classes
+from fileferry.errors import FileFerryError, RefusedError, UsageError, all_error_classes
 from fileferry.integrations.notify import WebhookNotifier
 from fileferry.integrations.outbox import Deliverer, OutboxTicketing, drain, flush, lane
 from fileferry.models import FileResult, TransferResult
@@ -187,11 +187,20 @@ async def submit_transfer(settings: Settings, request: TransferRequest,
 async def resume_transfers(settings: Settings, transfer_id: str | None = None,
                            subscribers: Sequence[ProgressSubscriber] = (),
                            sleep: Sleep | None = None) -> list[TransferResult]:
-    """Continue unfinished executions (one, or all) from their last checkpoint."""
+    """Continue unfinished executions (one, or all) from their last checkpoint.
+
+    With ``workflow.engine: stepfunctions`` AWS keeps and runs the executions (the
+    store's unfinished ones are theirs): only queued ticket work is delivered here.
+    """
+    aws = settings.workflow.engine == "stepfunctions"
+    if aws and transfer_id:
+        raise UsageError(f"{transfer_id} runs on Step Functions, which keeps its state; "
+                         "redrive a failed execution with `aws stepfunctions "
+                         "redrive-execution` instead")
     store = open_store(settings.store.url)
     deps = make_deps(settings, store, subscribers, sleep)
     try:
-        ids = [transfer_id] if transfer_id else [
+        ids = [transfer_id] if transfer_id else [] if aws else [
             e.removeprefix("exec-") for e in await store.unfinished_executions()]
         pending_ids = await store.transfers_with_pending_work()
         results = []

@@ -159,3 +159,23 @@ def test_stepfunctions_needs_a_state_machine_arn() -> None:
     with pytest.raises(ConfigError, match="arn:aws:states:REGION"):
         parse_settings({"workflow": {"engine": "stepfunctions",
                                      "state_machine_arn": "FileFerry-Transfer"}})
+
+
+async def test_resume_leaves_aws_executions_to_aws(machine_arn: str, moto: Any,
+                                                   tmp_path: Path) -> None:
+    from fileferry.aws.stepfunctions import initiate_transfer
+    from fileferry.errors import UsageError
+    from fileferry.services import resume_transfers
+
+    settings = aws_settings(moto, tmp_path, machine_arn)
+    tid = new_transfer_id()
+    store = open_store(settings.store.url)
+    try:
+        await initiate_transfer(settings, TransferRequest(
+            sources=["s3://reports/a.csv"], destination="partner:", requester="bob",
+            transfer_id=tid), store)
+    finally:
+        await store.close()
+    assert await resume_transfers(settings) == []  # nothing of AWS's is run here
+    with pytest.raises(UsageError, match="redrive-execution"):
+        await resume_transfers(settings, tid)
