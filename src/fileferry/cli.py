@@ -123,6 +123,9 @@ def transfer(
                 result = _run(submit_transfer(settings, request, [bars]))
         else:
             result = _run(submit_transfer(settings, request))
+    except FileFerryError as exc:  # outside the workflow, e.g. the state store is unreachable
+        result = TransferResult(transfer_id=tid, status="REFUSED" if exc.exit_code == 2
+                                else "FAILED", files=[], error=exc.to_dict())
     except Exception as exc:  # a bug: still one JSON line and exit 1
         logging.getLogger(__name__).exception("unexpected error")
         err = TransferFailed(f"internal error: {exc!r}")

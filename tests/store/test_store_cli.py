@@ -1,4 +1,5 @@
-"""``fileferry store init``: SQLite schema or DynamoDB tables, and a second run changes nothing."""
+"""``fileferry store init``: SQLite schema or DynamoDB tables, and a second run changes
+nothing; a store that cannot be reached is reported as such, by init and by transfer."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from typing import Any
 import boto3
 import pytest
 
+from fileferry.sandbox.net import free_port
 from fileferry.sandbox.s3 import MotoServer
 from fileferry.store import TABLES
 from tests.conftest import MakeConfig
@@ -63,10 +65,19 @@ def test_init_refuses_a_bad_url(make_config: MakeConfig, tmp_path: Path, url: st
 
 def test_init_says_when_dynamodb_is_unreachable(make_config: MakeConfig,
                                                 tmp_path: Path) -> None:
-    from fileferry.sandbox.net import free_port
-
     url = f"dynamodb://?region=us-east-1&endpoint_url=http://127.0.0.1:{free_port()}"
     config = make_config({}, store={"url": url})
     done = run_cli("store", "init", "--config", config, cwd=tmp_path)
     assert done.returncode == 1
     assert "EndpointUnavailable" in done.stderr and "cannot reach" in done.stderr
+
+
+def test_transfer_says_when_the_store_is_unreachable(make_config: MakeConfig,
+                                                     tmp_path: Path) -> None:
+    url = f"dynamodb://?region=us-east-1&endpoint_url=http://127.0.0.1:{free_port()}"
+    config = make_config({"t": {"url": "sftp://ferry@127.0.0.1:2222/in/"}}, store={"url": url})
+    done = run_cli("transfer", "--config", config, "--json", "s3://b/k", "t:", cwd=tmp_path)
+    assert done.returncode == 1
+    result = json_line(done.stdout)
+    assert result["status"] == "FAILED" and result["error"]["type"] == "EndpointUnavailable"
+    assert "FileFerry-transfers" in result["error"]["message"]
