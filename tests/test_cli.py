@@ -417,6 +417,8 @@ def test_demo(tmp_path: Path) -> None:
     assert proc.stdout.count("temporary files left behind: 0") == 2
     assert proc.stdout.count("  ok /") == 8 and "unexpected" not in proc.stdout
     assert "TargetExists" in proc.stdout  # the repeated transfer is refused, as the demo says
+    assert "/#token=" in proc.stdout  # the dashboard's URL, with its token
+    assert "lists 3 transfer(s): refused, succeeded, succeeded" in proc.stdout
     for server in ("sftp/inbound/daily", "ftps/incoming"):
         assert (tmp_path / "demo" / server / "daily-sales.csv").stat().st_size > 0
 

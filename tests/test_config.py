@@ -312,7 +312,7 @@ _ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-[^}]*)?\}")
 
 def readme_config_blocks(text: str) -> list[str]:
     return [b for b in _FENCE.findall(text)
-            if re.search(r"^\s*(destinations|notifications|servicenow|store):", b,
+            if re.search(r"^\s*(destinations|notifications|servicenow|api|store):", b,
                          re.MULTILINE)]
 
 
@@ -345,6 +345,8 @@ def test_readme_configuration_examples_load(monkeypatch: pytest.MonkeyPatch) -> 
         settings = parse_settings(yaml.safe_load(block), "README.md example")
         if "destinations:" in block:
             assert settings.destinations, f"the README example configures nothing:\n{block}"
+        elif block.lstrip().startswith("api:"):
+            assert settings.api.token is not None, block
         elif block.startswith("store:"):
             assert settings.store.url != Settings().store.url, block
         else:

@@ -249,14 +249,29 @@ def history(transfer_id: Annotated[str, typer.Argument(help="transfer id")],
     console.print_history(events)
 
 
+ApiOpt = Annotated[str | None, typer.Option("--api", metavar="URL",
+                                             help="ask this FileFerry server instead of "
+                                             "the local store, e.g. http://127.0.0.1:8080")]
+TokenOpt = Annotated[str | None, typer.Option("--token", envvar="FILEFERRY_TOKEN",
+                                              show_envvar=True, show_default=False,
+                                              help="with --api: the server's token")]
+
+
 @app.command()
 def cancel(transfer_id: Annotated[str, typer.Argument(help="transfer id")],
-           config: ConfigOpt = None, as_json: JsonOpt = False) -> None:
+           config: ConfigOpt = None, as_json: JsonOpt = False, api: ApiOpt = None,
+           token: TokenOpt = None) -> None:
     """Stop a running transfer cleanly: temporary files removed, tickets updated."""
     from fileferry.services import request_cancel
 
     try:
-        asked = _run(request_cancel(load_settings(config), transfer_id))
+        if api is not None:
+            from fileferry.api.client import ApiClient
+
+            ApiClient(api, token).cancel(transfer_id)
+            asked = True
+        else:
+            asked = _run(request_cancel(load_settings(config), transfer_id))
     except FileFerryError as exc:
         _fail(exc, as_json)
     if not asked:
@@ -275,6 +290,103 @@ def demo(
     from fileferry.sandbox.demo import run_demo
 
     raise typer.Exit(_run(run_demo(workdir, keep_running)))
+
+
+def _print_json(body: dict[str, Any]) -> None:
+    print(json.dumps(body, separators=(",", ":"), ensure_ascii=False))
+
+
+@app.command(name="list")
+def list_(
+    config: ConfigOpt = None,
+    status: Annotated[str | None, typer.Option("--status", metavar="S",
+                                               help="PENDING, RUNNING, SUCCEEDED, FAILED, "
+                                               "REFUSED or CANCELLED")] = None,
+    requester: Annotated[str | None, typer.Option("--requester", metavar="R")] = None,
+    destination: Annotated[str | None, typer.Option("--destination", metavar="D",
+                                                    help="NAME, or NAME:PATH")] = None,
+    limit: Annotated[int, typer.Option("--limit", metavar="N", min=1, max=200)] = 50,
+    cursor: Annotated[str | None, typer.Option("--cursor", help="the next page")] = None,
+    as_json: JsonOpt = False, api: ApiOpt = None, token: TokenOpt = None,
+) -> None:
+    """Transfers in the local store (or on a server with --api), filtered and paged."""
+    from typing import get_args
+
+    from fileferry.store import TransferRecordStatus
+
+    allowed = get_args(TransferRecordStatus)
+    try:
+        if status is not None and status not in allowed:
+            raise UsageError(f"--status {status!r}: use one of {', '.join(allowed)}")
+        query = {"status": status, "requester": requester, "destination": destination,
+                 "limit": limit, "cursor": cursor}
+        if api is not None:
+            from fileferry.api.client import ApiClient
+
+            page = ApiClient(api, token).list(**query)
+        else:
+            from fileferry.api.client import local_view
+
+            page = _run(local_view(load_settings(config), None, query))
+    except FileFerryError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _print_json(page)
+    else:
+        console.print_transfers(page)
+
+
+@app.command()
+def status(transfer_id: Annotated[str, typer.Argument(help="transfer id")],
+           config: ConfigOpt = None, as_json: JsonOpt = False, api: ApiOpt = None,
+           token: TokenOpt = None) -> None:
+    """One transfer: progress, files (size, SHA-256, check, retries), tickets, history."""
+    try:
+        if api is not None:
+            from fileferry.api.client import ApiClient
+
+            view = ApiClient(api, token).get(transfer_id)
+        else:
+            from fileferry.api.client import local_view
+
+            view = _run(local_view(load_settings(config), transfer_id, {}))
+    except FileFerryError as exc:
+        _fail(exc, as_json)
+    if as_json:
+        _print_json(view)
+    else:
+        console.print_transfer(view)
+
+
+@app.command()
+def serve(
+    config: ConfigOpt = None,
+    host: Annotated[str | None, typer.Option("--host", help="default: api.host "
+                                             "(127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option("--port", min=0, max=65535,
+                                             help="default: api.port (8080)")] = None,
+) -> None:
+    """Run the REST API and the dashboard; transfers run in the server's worker pool."""
+    try:
+        settings = load_settings(config)
+        from fileferry.api.auth import BearerTokenAuthenticator, api_token
+
+        token = api_token(settings)
+    except FileFerryError as exc:
+        _fail(exc, False)
+    from fileferry.api.server import uvicorn_server
+
+    host = host or settings.api.host
+    port = settings.api.port if port is None else port
+    if token.path is None:
+        console.stderr.print("API token: api.token from the configuration", highlight=False)
+    else:
+        made = "generated a new API token into" if token.generated else "API token in"
+        console.stderr.print(f"{made} {token.path} (readable by its owner only)",
+                             highlight=False)
+    console.stderr.print(f"FileFerry API and dashboard on http://{host}:{port}/",
+                         highlight=False)
+    uvicorn_server(settings, host, port, BearerTokenAuthenticator(token.value)).run()
 
 
 store_app = typer.Typer(no_args_is_help=True, help="The state store (SQLite or DynamoDB).")

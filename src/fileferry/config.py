@@ -29,6 +29,7 @@ from fileferry.integrations.notify import NotificationsSettings
 from fileferry.integrations.servicenow import ServiceNowSettings
 
 __all__ = [
+    "ApiSettings",
     "DestinationSettings",
     "DestinationUrl",
     "S3Settings",
@@ -226,6 +227,35 @@ class WorkflowSettings(_Model):
         return self
 
 
+class ApiSettings(_Model):
+    """``fileferry serve``: where it listens, its workers, and its bearer token.
+
+    Without ``token`` the server uses ``token_file`` (default: ``api-token`` beside a
+    SQLite store, else ``~/.config/fileferry/api-token``), generating it (mode 0600)
+    when it does not exist.
+    """
+
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    workers: int = Field(default=4, ge=1, le=64)
+    """Transfers the server runs at once; more wait in its queue."""
+
+    @field_validator("token")
+    @classmethod
+    def _token_strength(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters (e.g. `openssl rand -hex 24`); "
+                             "or leave it out and the server generates one")
+        return value
+
+    @field_validator("token_file")
+    @classmethod
+    def _expand_token_file(cls, value: Path | None) -> Path | None:
+        return value.expanduser() if value is not None else None
+
+
 class Settings(_Model):
     s3: S3Settings = S3Settings()
     transfer: TransferSettings = TransferSettings()
@@ -234,6 +264,7 @@ class Settings(_Model):
     notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
     servicenow: ServiceNowSettings | None = None
     workflow: WorkflowSettings = WorkflowSettings()
+    api: ApiSettings = ApiSettings()
 
     @field_validator("destinations")
     @classmethod

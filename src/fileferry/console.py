@@ -18,7 +18,8 @@ from rich.table import Table
 
 from fileferry.models import FilePlan, FileResult, TransferResult
 
-__all__ = ["ProgressBars", "human_size", "print_result", "stderr", "stdout"]
+__all__ = ["ProgressBars", "human_size", "print_result", "print_transfer", "print_transfers",
+           "stderr", "stdout"]
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True, soft_wrap=True)
@@ -143,3 +144,58 @@ def print_history(events: list[dict[str, object]], console: Console = stdout) ->
                 detail = f"attempt {e.get('attempt')} in {e.get('delay')}s; {detail}"
         table.add_row(at.strftime("%H:%M:%S.%f")[:-3], state, str(e.get("event")), detail)
     console.print(table)
+
+
+def _when(ts: object) -> str:
+    import datetime as _dt
+
+    return _dt.datetime.fromtimestamp(float(str(ts))).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _progress(t: dict[str, object]) -> str:
+    total, done = int(str(t.get("bytes_total", 0))), int(str(t.get("bytes_done", 0)))
+    pct = 100 if t.get("status") == "SUCCEEDED" else (100 * done // total if total else 0)
+    return f"{pct:3d}%  {human_size(done)} / {human_size(total)}"
+
+
+def print_transfers(page: dict[str, object], console: Console = stdout) -> None:
+    """The body of ``GET /api/transfers`` (or the local store's same page) as a table."""
+    table = Table(title="transfers", title_justify="left")
+    table.add_column("transfer", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    for column in ("progress", "requester", "destination", "tickets", "started"):
+        table.add_column(column, overflow="fold")
+    rows = page.get("data")
+    for t in rows if isinstance(rows, list) else []:
+        tickets = " ".join((t.get("tickets") or {}).values())
+        table.add_row(t["transfer_id"], t["status"], _progress(t), t["requester"],
+                      t["destination"], tickets, _when(t["created_at"]))
+    console.print(table)
+    if page.get("next_cursor"):
+        console.print(f"more: --cursor {page['next_cursor']}", highlight=False)
+
+
+def print_transfer(t: dict[str, object], console: Console = stdout) -> None:
+    """The body of ``GET /api/transfers/ID``: summary, files, then the history."""
+    tickets = t.get("tickets") or {}
+    assert isinstance(tickets, dict)
+    console.print(f"transfer {t['transfer_id']}: [bold]{t['status']}[/bold]  {_progress(t)}\n"
+                  f"requester {t['requester']}, destination {t['destination']}, started "
+                  f"{_when(t['created_at'])}; tickets: "
+                  + (", ".join(f"{k} {v}" for k, v in tickets.items()) or "-"),
+                  highlight=False)
+    error = t.get("error")
+    if isinstance(error, dict):
+        stderr.print(f"[red]{error.get('type')}[/red]: {error.get('message')}", highlight=False)
+    files = t.get("files")
+    if isinstance(files, list) and files:
+        table = Table(title="files", title_justify="left")
+        for column in ("destination", "size", "sha256", "verified by", "retries", "status"):
+            table.add_column(column, overflow="fold")
+        for f in files:
+            table.add_row(f["destination"], human_size(int(f["size"])), f.get("sha256") or "-",
+                          f.get("verified_by") or "-", str(f.get("retries", 0)), f["status"])
+        console.print(table)
+    history = t.get("history")
+    if isinstance(history, list) and history:
+        print_history(history, console)

@@ -143,7 +143,8 @@ class PermissionDenied(RefusedError):
 
 
 class LeaseHeld(RefusedError):
-    """Another live process runs this execution; wait for it, or stop it first."""
+    """Another live process holds the execution's lease: wait for it, or resume once it
+    is gone (a holder on this machine whose process died is taken over at once)."""
 
 
 class TransferFailed(FileFerryError):

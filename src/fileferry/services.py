@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fileferry.config import Settings
 from fileferry.errors import FileFerryError, RefusedError, UsageError, all_error_classes
@@ -35,8 +35,14 @@ from fileferry.workflow.steps.deps import Deps
 from fileferry.workflow.steps.finish import remove_leftovers
 from fileferry.workflow.steps.validate import ensure_transfer
 
-__all__ = ["deliver_pending", "history", "init_state_store", "make_deps", "request_cancel",
-           "resume_transfers", "submit_transfer", "transfer_result"]
+if TYPE_CHECKING:
+    from fileferry.api.schemas import TransferPublic, TransfersPublic
+
+__all__ = ["check_destination", "check_request", "check_sources", "deliver_pending", "history",
+           "init_state_store", "make_deps",
+           "record_transfer", "request_cancel", "resume_transfers", "run_recorded",
+           "submit_transfer", "ticket_links", "transfer_public", "transfer_result",
+           "transfers_public"]
 
 _REFUSALS = {cls.__name__ for cls in all_error_classes() if issubclass(cls, RefusedError)}
 CANCEL_POLL = 1.0
@@ -262,6 +268,139 @@ async def request_cancel(settings: Settings, transfer_id: str) -> bool:
         return True
     finally:
         await store.close()
+
+
+# --- for the API (and the CLI's list/status): record now, run later, read views
+
+
+def check_sources(sources: Sequence[str]) -> None:
+    """Refuse (UsageError) an empty list or a source that is not ``s3://bucket/...``."""
+    from fileferry.endpoints.s3 import parse_s3_uri
+
+    if not sources:
+        raise UsageError("give at least one source, e.g. s3://bucket/key")
+    for source in sources:
+        parse_s3_uri(source)
+
+
+def check_destination(settings: Settings, destination: str) -> None:
+    """Refuse a destination that is not ``NAME:PATH``, not configured, or whose PATH
+    leaves the root (checked here when the root is absolute or PATH relative; a ``~``
+    root is known only once connected, where the workflow checks it)."""
+    from fileferry.paths import split_destination, target_dir
+    from fileferry.transfer.engine import destination_settings
+
+    name, path = split_destination(destination)
+    root = destination_settings(settings, name).parsed.path
+    if root.startswith("/") or not path.startswith("/"):
+        target_dir(root if root.startswith("/") else "/" + root, path, name)
+
+
+def check_request(settings: Settings, request: TransferRequest) -> None:
+    """Refuse, without any I/O, what is wrong in the request itself."""
+    check_sources(request.sources)
+    check_destination(settings, request.destination)
+
+
+async def record_transfer(settings: Settings, request: TransferRequest,
+                          options: dict[str, Any] | None = None) -> None:
+    """Check the request and record the transfer (PENDING) without running it;
+    ``run_recorded`` runs it. Recording the same id again changes nothing."""
+    check_request(settings, request)
+    store = open_store(settings.store.url)
+    deps = make_deps(settings, store)
+    try:
+        payload = ExecutionInput(transfer_id=request.transfer_id, requester=request.requester,
+                                 sources=list(request.sources),
+                                 destination=request.destination, options=options or {})
+        await ensure_transfer(payload, deps, execution_id_for(request.transfer_id))
+    finally:
+        await _close(deps)
+        await store.close()
+
+
+async def run_recorded(settings: Settings, transfer_id: str,
+                       subscribers: Sequence[ProgressSubscriber] = ()) -> TransferResult:
+    """Run a recorded transfer's workflow, from its checkpoint if it has one. One whose
+    cancel was asked for before it started ends CANCELLED without running."""
+    if settings.workflow.engine == "stepfunctions":
+        from fileferry.aws.stepfunctions import run_recorded_on_aws
+
+        return await run_recorded_on_aws(settings, transfer_id)
+    store = open_store(settings.store.url)
+    try:
+        record = await store.get_transfer(transfer_id)
+        if record is not None and record.status == "PENDING" \
+                and record.options.get("cancel_requested"):
+            await store.update_transfer(transfer_id, status="CANCELLED")
+            return await transfer_result(store, transfer_id)
+    finally:
+        await store.close()
+    [result] = await resume_transfers(settings, transfer_id, subscribers)
+    return result
+
+
+def ticket_links(settings: Settings, tickets: dict[str, str] | None) -> dict[str, str] | None:
+    """Links to the tickets in ServiceNow (none while tickets are local ids)."""
+    if not tickets or settings.servicenow is None:
+        return None
+    template = settings.notifications.ticket_link or (
+        settings.servicenow.instance_url.rstrip("/")
+        + "/nav_to.do?uri=task.do?sysparm_query=number={number}")
+    return {kind: template.replace("{number}", number) for kind, number in tickets.items()}
+
+
+async def transfer_public(settings: Settings, store: Store, transfer_id: str, *,
+                          detail: bool = True) -> TransferPublic | None:
+    """A transfer as the API and ``fileferry status`` show it; None when unknown.
+    Progress is summed from the files (the store keeps it per file); ``detail``
+    adds the files and the workflow history."""
+    from fileferry.api.schemas import FilePublic, TransferPublic
+
+    record = await store.get_transfer(transfer_id)
+    if record is None:
+        return None
+    files = await store.get_files(transfer_id)
+    events = await store.history(record.execution_id) if detail and record.execution_id \
+        else None
+    # As transfer --json says it: a refusal before anything moved is REFUSED (the
+    # workflow records such an end as FAILED, with the refusal as its error).
+    moved = any(f.status in ("DELIVERED", "FAILED") or f.bytes_confirmed for f in files)
+    refused = record.status == "FAILED" and not moved and record.error is not None \
+        and record.error.get("type") in _REFUSALS
+    return TransferPublic(
+        **record.model_dump(exclude={"version", "options", "bytes_done", "files_done",
+                                     "bytes_total", "files_total", "tickets", "status"}),
+        status="REFUSED" if refused else record.status,
+        tickets=record.tickets or None, ticket_links=ticket_links(settings, record.tickets),
+        bytes_total=max(record.bytes_total, sum(f.size for f in files)),
+        bytes_done=sum(f.bytes_confirmed for f in files),
+        files_total=max(record.files_total, len(files)),
+        files_done=sum(f.status == "DELIVERED" for f in files),
+        cancel_requested=bool(record.options.get("cancel_requested")),
+        files=[FilePublic(**f.model_dump(exclude={"version"})) for f in files] if detail
+        else [], history=events)
+
+
+async def transfers_public(settings: Settings, store: Store, *, status: str | None = None,
+                           requester: str | None = None, destination: str | None = None,
+                           limit: int = 50, cursor: str | None = None) -> TransfersPublic:
+    """One page of transfers, ordered by id. ``destination`` is ``NAME:PATH`` as
+    requested, or a bare ``NAME`` (every path there). Filtered by a bare name, or by
+    FAILED/REFUSED, a page may hold fewer than ``limit``; ``next_cursor`` still leads
+    on. A bad cursor is ValueError."""
+    from fileferry.api.schemas import TransfersPublic
+
+    exact = destination if destination is None or ":" in destination else None
+    # The store keeps a refusal as FAILED (see transfer_public): both are read from there.
+    stored = "FAILED" if status == "REFUSED" else status
+    records, next_cursor = await store.list_transfers(stored, requester, exact, limit, cursor)
+    if destination is not None and exact is None:
+        records = [r for r in records if r.destination.partition(":")[0] == destination]
+    views = [await transfer_public(settings, store, r.transfer_id, detail=False)
+             for r in records]
+    data = [v for v in views if v is not None and status in (None, v.status)]
+    return TransfersPublic(data=data, count=len(data), next_cursor=next_cursor)
 
 
 async def init_state_store(settings: Settings) -> list[SchemaEntry]:

@@ -179,3 +179,26 @@ async def test_resume_leaves_aws_executions_to_aws(machine_arn: str, moto: Any,
     assert await resume_transfers(settings) == []  # nothing of AWS's is run here
     with pytest.raises(UsageError, match="redrive-execution"):
         await resume_transfers(settings, tid)
+
+
+async def test_the_api_workers_run_recorded_transfers_on_aws(sfn: Any, machine_arn: str,
+                                                             moto: Any, tmp_path: Path) -> None:
+    import asyncio
+
+    from fileferry.services import record_transfer, run_recorded
+
+    settings = aws_settings(moto, tmp_path, machine_arn)
+    tid = new_transfer_id()
+    await record_transfer(settings, TransferRequest(sources=["s3://reports/a.csv"],
+                                                    destination="partner:", requester="carol",
+                                                    transfer_id=tid))
+    running = asyncio.create_task(run_recorded(settings, tid))
+    arn = machine_arn.replace(":stateMachine:", ":execution:") + ":" + tid
+    for _ in range(200):  # until the worker has started it
+        await asyncio.sleep(0.02)
+        if any(e["executionArn"] == arn for e in sfn.list_executions(
+                stateMachineArn=machine_arn)["executions"]):
+            break
+    sfn.stop_execution(executionArn=arn, error="Cancelled", cause="test")
+    result = await asyncio.wait_for(running, 30)
+    assert result.status == "CANCELLED" and result.execution_id == arn

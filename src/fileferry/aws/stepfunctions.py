@@ -31,7 +31,8 @@ from fileferry.workflow.asl import ExecutionResult
 from fileferry.workflow.models import ExecutionInput
 
 __all__ = ["StepFunctions", "as_result", "cancel_on_aws", "get_transfer_status",
-           "history_events", "history_on_aws", "initiate_transfer", "submit_on_aws"]
+           "history_events", "history_on_aws", "initiate_transfer", "run_recorded_on_aws",
+           "submit_on_aws"]
 
 Sleep = Callable[[float], Awaitable[None]]
 
@@ -135,7 +136,8 @@ class StepFunctions:
 
 async def initiate_transfer(settings: Settings, request: TransferRequest, store: Store,
                             sfn: StepFunctions | None = None) -> str:
-    """Record the transfer and start its execution; returns the execution ARN."""
+    """Record the transfer (unless it is already) and start its execution; returns the
+    execution ARN, which the transfer's record then names."""
     from fileferry.services import make_deps
     from fileferry.workflow.steps.validate import ensure_transfer
 
@@ -145,7 +147,9 @@ async def initiate_transfer(settings: Settings, request: TransferRequest, store:
     local = settings.model_copy(update={"servicenow": None})  # only the store is used here
     await ensure_transfer(payload, make_deps(local, store),
                           sfn.execution_arn(request.transfer_id))
-    return await sfn.start(payload)
+    arn = await sfn.start(payload)
+    await store.update_transfer(request.transfer_id, execution_id=arn)  # also if recorded before
+    return arn
 
 
 async def get_transfer_status(settings: Settings, transfer_id: str,
@@ -190,6 +194,21 @@ async def submit_on_aws(settings: Settings, request: TransferRequest, sleep: Sle
         return await transfer_result(store, request.transfer_id, result)
     finally:
         await store.close()
+
+
+async def run_recorded_on_aws(settings: Settings, transfer_id: str,
+                              sleep: Sleep | None = None) -> TransferResult:
+    """``services.run_recorded`` (the API's workers) on Step Functions: start and wait."""
+    store = open_store(settings.store.url)
+    try:
+        record = await store.get_transfer(transfer_id)
+    finally:
+        await store.close()
+    if record is None:
+        raise FileFerryError(f"no transfer {transfer_id} in {settings.store.url}")
+    return await submit_on_aws(settings, TransferRequest(
+        sources=record.sources, destination=record.destination, requester=record.requester,
+        transfer_id=transfer_id), sleep)
 
 
 async def history_on_aws(settings: Settings, transfer_id: str) -> list[dict[str, Any]]:

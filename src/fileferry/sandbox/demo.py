@@ -5,18 +5,23 @@ FTPS server with a certificate from a throw-away CA, seeds a bucket, writes a
 configuration that pins the key and trusts the CA, sends a folder of objects to
 both, shows where they landed with their checksums, and then shows the refusal
 a repeated transfer gets (the files exist and ``on_conflict`` is ``fail``).
+It also runs ``fileferry serve`` in the background and prints the dashboard's
+URL and token.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 import secrets
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import httpx
 
 from fileferry import console
 from fileferry.config import load_settings
@@ -110,9 +115,39 @@ async def run_demo(workdir: Path, keep_running: bool = False) -> int:
         try:
             config, objects = _setup(workdir, s3.endpoint_url, sftp, ftps.port, pki.ca_file,
                                      snow.url)
-            return await _show(workdir, config, objects, keep_running)
+            with _dashboard(config) as api:
+                return await _show(workdir, config, objects, keep_running, api)
         finally:
             await sftp.close()
+
+
+@contextlib.contextmanager
+def _dashboard(config: Path) -> Iterator[tuple[str, str]]:
+    """``fileferry serve`` in the background: (its URL, its token), printed both."""
+    from fileferry.api.auth import api_token
+    from fileferry.api.server import BackgroundServer
+
+    settings = load_settings(config)
+    token = api_token(settings)
+    server = BackgroundServer(settings).start()
+    console.stdout.print(f"dashboard            {server.url}/#token={token.value}\n"
+                         f"API token            {token.value}  (also in {token.path})",
+                         highlight=False)
+    try:
+        yield server.url, token.value
+    finally:
+        server.stop()
+
+
+def _api_listing(url: str, token: str) -> None:
+    """What the dashboard shows, asked of the API as any client would."""
+    answer = httpx.get(f"{url}/api/transfers", headers={"Authorization": f"Bearer {token}"},
+                       timeout=30)
+    answer.raise_for_status()
+    page = answer.json()
+    states = ", ".join(sorted(t["status"].lower() for t in page["data"]))
+    console.stdout.print(f"\nThe API ({url}/api/transfers) lists {page['count']} "
+                         f"transfer(s): {states}", highlight=False)
 
 
 def _setup(workdir: Path, endpoint: str, sftp: SandboxSftpServer, ftps_port: int,
@@ -140,7 +175,7 @@ def _setup(workdir: Path, endpoint: str, sftp: SandboxSftpServer, ftps_port: int
 
 
 async def _show(workdir: Path, config: Path, objects: dict[str, bytes],
-                keep_running: bool) -> int:
+                keep_running: bool, api: tuple[str, str]) -> int:
     out = console.stdout
     source = f"s3://{BUCKET}/{PREFIX}"
     for dest, disk in (("partner:daily/", workdir / "sftp"), ("bank:incoming/",
@@ -155,10 +190,12 @@ async def _show(workdir: Path, config: Path, objects: dict[str, bytes],
     out.print("\nThe first transfer again is refused before any byte moves:")
     again = await _transfer(config, [source], "partner:daily/")
     console.print_result(again, errors=out)
+    _api_listing(*api)
     if keep_running:
         out.print("\nServers stay up; try: FILEFERRY_DEMO_PASSWORD="
                   f"{os.environ['FILEFERRY_DEMO_PASSWORD']} fileferry --config {config} "
-                  "check bank\nCtrl-C to stop.", highlight=False)
+                  f"check bank\nThe dashboard stays up at {api[0]}/\nCtrl-C to stop.",
+                  highlight=False)
         await asyncio.Event().wait()
     return 0 if again.status == "REFUSED" else 1
 

@@ -1,0 +1,146 @@
+"""Who is calling: every route but ``/healthz`` depends on :func:`require_principal`.
+
+Until SSO is configured (the identity issue), the caller proves itself with a
+bearer token: ``api.token`` from the configuration, or, when none is set, a
+token the server generates into a file only its owner can read (mode 0600).
+The token is compared in constant time and never logged; only the file's path
+is printed.
+
+The identity issue plugs OIDC in by setting ``app.state.authenticator`` to
+another :class:`Authenticator`; the routes only ever see a :class:`Principal`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from fastapi import HTTPException, Request
+
+from fileferry.config import Settings
+from fileferry.errors import ConfigError
+
+__all__ = [
+    "ApiToken",
+    "Authenticator",
+    "BearerTokenAuthenticator",
+    "Principal",
+    "api_token",
+    "default_token_file",
+    "requester_for",
+    "require_principal",
+]
+
+FALLBACK_TOKEN_FILE = "~/.config/fileferry/api-token"
+TOKEN_BYTES = 32
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The authenticated caller. ``method`` is how it proved itself (``token`` now;
+    ``oidc`` with the identity issue); ``subject`` names it."""
+
+    subject: str
+    method: str
+
+
+class Authenticator(Protocol):
+    async def authenticate(self, request: Request) -> Principal | None:
+        """The caller, or None when the request carries no valid credential."""
+
+
+def _bearer(request: Request) -> str | None:
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    return value.strip() or None if scheme.lower() == "bearer" else None
+
+
+class BearerTokenAuthenticator:
+    """Accepts ``Authorization: Bearer <token>`` for the one configured token."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token.encode()
+
+    async def authenticate(self, request: Request) -> Principal | None:
+        given = _bearer(request)
+        if given is None or not hmac.compare_digest(given.encode(), self._token):
+            return None
+        return Principal(subject="token", method="token")
+
+
+async def require_principal(request: Request) -> Principal:
+    """The FastAPI dependency: the caller, or 401 with ``WWW-Authenticate: Bearer``."""
+    authenticator: Authenticator = request.app.state.authenticator
+    principal = await authenticator.authenticate(request)
+    if principal is None:
+        raise HTTPException(status_code=401, headers={"WWW-Authenticate": "Bearer"},
+                            detail="authentication required: send Authorization: Bearer "
+                            "<token> (api.token, or the token file `fileferry serve` names)")
+    return principal
+
+
+def requester_for(principal: Principal, asked: str | None) -> str:
+    """Whom a transfer is for. A token is a shared service credential, so it may name
+    the requester (default ``api``); an SSO principal is the requester itself."""
+    if principal.method == "token":
+        return asked or "api"
+    return principal.subject
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    value: str
+    path: Path | None
+    """The file it came from (None: from the configuration)."""
+    generated: bool = False
+
+
+def default_token_file(settings: Settings) -> Path:
+    """``api-token`` beside a SQLite store's file, else ``~/.config/fileferry/api-token``."""
+    if settings.api.token_file is not None:
+        return settings.api.token_file
+    url = settings.store.url
+    if url.startswith("sqlite:///") and not url.endswith(":memory:"):
+        return Path(url.removeprefix("sqlite:///")).expanduser().parent / "api-token"
+    return Path(FALLBACK_TOKEN_FILE).expanduser()
+
+
+def _read_token_file(path: Path) -> str:
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigError(f"{path}: the API token file is readable by others (mode "
+                          f"{stat.S_IMODE(mode):o}); run `chmod 600 {path}`")
+    token = path.read_text(encoding="utf-8").strip()
+    if len(token) < 16:
+        raise ConfigError(f"{path}: the API token file holds no token of 16+ characters; "
+                          "delete it and the server generates a new one")
+    return token
+
+
+def api_token(settings: Settings) -> ApiToken:
+    """The token the server accepts: ``api.token``, else the token file's, else a new
+    one written to the token file (created with O_EXCL, mode 0600, never followed
+    through a symlink). A token file others can read is refused (ConfigError)."""
+    if settings.api.token is not None:
+        return ApiToken(settings.api.token.get_secret_value(), None)
+    path = default_token_file(settings)
+    try:
+        return ApiToken(_read_token_file(path), path)
+    except FileNotFoundError:
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    token = secrets.token_urlsafe(TOKEN_BYTES)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    except FileExistsError:  # another server made it meanwhile: use theirs
+        return ApiToken(_read_token_file(path), path)
+    except OSError as exc:
+        raise ConfigError(f"cannot create the API token file {path}: {exc.strerror}; set "
+                          "api.token_file or api.token") from None
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(token + "\n")
+    return ApiToken(token, path, generated=True)
