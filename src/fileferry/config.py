@@ -38,6 +38,7 @@ __all__ = [
     "Settings",
     "StoreSettings",
     "TransferSettings",
+    "WorkflowSettings",
     "config_path",
     "load_settings",
     "parse_settings",
@@ -221,6 +222,30 @@ class StoreSettings(_Model):
         return value
 
 
+class WorkflowSettings(_Model):
+    """Where transfers run: the embedded runner, or the deployed Step Functions machine."""
+
+    engine: Literal["embedded", "stepfunctions"] = "embedded"
+    state_machine_arn: str | None = None
+    """The SAM stack's ``StateMachineArn`` output (``engine: stepfunctions``)."""
+    endpoint_url: str | None = None
+    """Another Step Functions endpoint (a VPC endpoint, or a local stand-in)."""
+    poll_interval: float = Field(default=5.0, gt=0)
+    """Seconds between ``DescribeExecution`` calls while ``transfer`` waits."""
+
+    @model_validator(mode="after")
+    def _arn_for_stepfunctions(self) -> WorkflowSettings:
+        arn = self.state_machine_arn
+        if arn is not None and not re.fullmatch(r"arn:aws[a-z-]*:states:[a-z0-9-]+:\d{12}:"
+                                                r"stateMachine:[A-Za-z0-9_-]+", arn):
+            raise ValueError("state_machine_arn must look like arn:aws:states:REGION:ACCOUNT:"
+                             "stateMachine:NAME (the stack's StateMachineArn output)")
+        if self.engine == "stepfunctions" and arn is None:
+            raise ValueError("engine: stepfunctions needs state_machine_arn (the SAM stack's "
+                             "StateMachineArn output)")
+        return self
+
+
 class ApiSettings(_Model):
     """``fileferry serve``: where it listens, its workers, and its bearer token.
 
@@ -261,6 +286,7 @@ class Settings(_Model):
     """OIDC sign-in; when set, FileFerry runs in server mode (policies deny by default)."""
     policies: list[PolicySettings] = Field(default_factory=list)
     secrets_manager: SecretsManagerSettings = Field(default_factory=SecretsManagerSettings)
+    workflow: WorkflowSettings = WorkflowSettings()
     api: ApiSettings = ApiSettings()
     agent: AgentSettings = Field(default_factory=AgentSettings)
     """The chat agent: Bedrock when ``agent.model_id`` is set, else the offline planner."""

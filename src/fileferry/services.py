@@ -204,6 +204,10 @@ async def submit_transfer(settings: Settings, request: TransferRequest,
     for approval, the call waits for the decision, or with ``wait_for_approval``
     False returns ``PENDING_APPROVAL`` at once (``continue_transfer`` goes on).
     """
+    if settings.workflow.engine == "stepfunctions":  # an execution on AWS; see aws/
+        from fileferry.aws.stepfunctions import submit_on_aws
+
+        return await submit_on_aws(settings, request, sleep)
     store = open_store(settings.store.url)
     deps = make_deps(settings, store, subscribers, sleep, source)
     who = principal or _default_principal(settings, request.requester)
@@ -223,11 +227,20 @@ async def resume_transfers(settings: Settings, transfer_id: str | None = None,
                            subscribers: Sequence[ProgressSubscriber] = (),
                            sleep: Sleep | None = None,
                            clock: Callable[[], float] = time.time) -> list[TransferResult]:
-    """Continue unfinished executions (one, or all) from their last checkpoint."""
+    """Continue unfinished executions (one, or all) from their last checkpoint.
+
+    With ``workflow.engine: stepfunctions`` AWS keeps and runs the executions (the
+    store's unfinished ones are theirs): only queued ticket work is delivered here.
+    """
+    aws = settings.workflow.engine == "stepfunctions"
+    if aws and transfer_id:
+        raise UsageError(f"{transfer_id} runs on Step Functions, which keeps its state; "
+                         "redrive a failed execution with `aws stepfunctions "
+                         "redrive-execution` instead")
     store = open_store(settings.store.url)
     deps = make_deps(settings, store, subscribers, sleep, clock=clock)
     try:
-        ids = [transfer_id] if transfer_id else [
+        ids = [transfer_id] if transfer_id else [] if aws else [
             e.removeprefix("exec-") for e in await store.unfinished_executions()]
         pending_ids = await store.transfers_with_pending_work()
         results = []
@@ -316,6 +329,10 @@ async def deliver_pending(settings: Settings) -> int:
 
 
 async def history(settings: Settings, transfer_id: str) -> list[dict[str, Any]]:
+    if settings.workflow.engine == "stepfunctions":
+        from fileferry.aws.stepfunctions import history_on_aws
+
+        return await history_on_aws(settings, transfer_id)
     store = open_store(settings.store.url)
     try:
         return await store.history(execution_id_for(transfer_id))
@@ -326,6 +343,10 @@ async def history(settings: Settings, transfer_id: str) -> list[dict[str, Any]]:
 async def request_cancel(settings: Settings, transfer_id: str) -> bool:
     """Ask the process running the transfer to stop it (it polls the store); a transfer
     parked for approval is stopped by ``stop_if_parked``."""
+    if settings.workflow.engine == "stepfunctions":
+        from fileferry.aws.stepfunctions import cancel_on_aws
+
+        return await cancel_on_aws(settings, transfer_id)
     store = open_store(settings.store.url)
     try:
         record = await store.get_transfer(transfer_id)
@@ -391,6 +412,10 @@ async def run_recorded(settings: Settings, transfer_id: str,
                        subscribers: Sequence[ProgressSubscriber] = ()) -> TransferResult:
     """Run a recorded transfer's workflow, from its checkpoint if it has one. One whose
     cancel was asked for before it started ends CANCELLED without running."""
+    if settings.workflow.engine == "stepfunctions":
+        from fileferry.aws.stepfunctions import run_recorded_on_aws
+
+        return await run_recorded_on_aws(settings, transfer_id)
     store = open_store(settings.store.url)
     try:
         record = await store.get_transfer(transfer_id)

@@ -13,6 +13,7 @@ import logging
 import posixpath
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tenacity import RetryCallState
@@ -32,7 +33,7 @@ from fileferry.transfer.progress import ProgressSubscriber
 from fileferry.transfer.retry import RetryPolicy
 from fileferry.transfer.throttle import ThrottledWriter, TokenBucket
 
-__all__ = ["CopyOptions", "ResumeState", "alternative_name", "copy_file", "place",
+__all__ = ["CopyOptions", "Paused", "ResumeState", "alternative_name", "copy_file", "place",
            "remove_quietly", "temp_name", "verify_file"]
 
 log = logging.getLogger(__name__)
@@ -134,6 +135,22 @@ class CopyOptions:
     resume_existing: bool = False
     """Continue a temporary file an earlier process left (after a crash): its bytes are
     read back to rebuild the digests, then only the rest is sent."""
+    out_of_time: Callable[[], bool] | None = None
+    """Asked after each confirmed chunk (a time budget, e.g. Lambda's 15 minutes): once it
+    says yes, the bytes so far are committed and ``copy_file`` raises ``Paused``."""
+
+
+class Paused(Exception):
+    """``CopyOptions.out_of_time`` stopped the copy at a chunk boundary.
+
+    Every byte before ``offset`` is committed at the destination under the
+    temporary name (kept, not removed) and hashed into the ``ResumeState``
+    passed to ``copy_file``; a later call continues from there.
+    """
+
+    def __init__(self, offset: int) -> None:
+        super().__init__(f"paused at byte {offset}")
+        self.offset = offset
 
 
 class ResumeState:
@@ -270,7 +287,8 @@ async def _hash_after(previous: asyncio.Future[Digests] | None, digests: Digests
 
 
 async def _stream(stream: ByteStream, writer: Writer, plan: FilePlan, state: ResumeState,
-                  progress: ProgressSubscriber) -> None:
+                  progress: ProgressSubscriber,
+                  out_of_time: Callable[[], bool] | None = None) -> None:
     """Write every chunk while hashing it in a worker thread, hashing one chunk behind.
 
     The SHA-256/MD5 of chunk *n* may still run while chunk *n+1* is written,
@@ -279,19 +297,28 @@ async def _stream(stream: ByteStream, writer: Writer, plan: FilePlan, state: Res
     byte before it *and* the hash has reached it, so ``resume_from`` never
     continues from bytes the server did not confirm. At most two chunks are
     being hashed at once (memory stays bounded); all hashing has finished
-    when this returns or raises.
+    when this returns or raises. ``out_of_time`` is asked once each chunk is written;
+    when it says yes, every hash is awaited and ``Paused`` is raised.
     """
     digests = state.digests
     hashing: asyncio.Future[Digests] | None = None
     written: deque[asyncio.Future[Digests]] = deque()  # acknowledged, hash maybe pending
+    chunks = aiter(stream)
     try:
-        async for chunk in stream:
+        async for chunk in chunks:
             hashing = asyncio.ensure_future(_hash_after(hashing, digests, chunk))
             await writer.write(chunk)
             written.append(hashing)
             while written and (written[0].done() or len(written) > 1):
                 state.checkpoints.append(await written.popleft())
             progress.bytes_moved(plan, len(chunk))
+            if out_of_time is not None and out_of_time():
+                while written:
+                    state.checkpoints.append(await written.popleft())
+                close = getattr(chunks, "aclose", None)  # ends the GET's read-ahead now
+                if close is not None:
+                    await close()
+                raise Paused(digests.size)
         while written:
             state.checkpoints.append(await written.popleft())
     except BaseException:
@@ -319,8 +346,11 @@ async def _send(source: Source, dest: Destination, plan: FilePlan, tmp: str, off
             state.expected = {k: v for k, v in (("md5", plan.source_md5),
                                                 ("sha256", plan.source_sha256)) if v}
             state.expected.update(stream.info.checksums)
-        await _stream(stream, writer, plan, state, progress)
+        await _stream(stream, writer, plan, state, progress, options.out_of_time)
         await writer.commit()
+    except Paused:
+        await writer.commit()  # the confirmed prefix stays for the next invocation
+        raise
     except BaseException:
         await writer.abort()
         raise
@@ -357,14 +387,17 @@ async def _attempt(source: Source, dest: Destination, plan: FilePlan, tmp: str,
 
 
 async def copy_file(source: Source, dest: Destination, plan: FilePlan, options: CopyOptions,
-                    progress: ProgressSubscriber) -> FileResult:
+                    progress: ProgressSubscriber,
+                    state: ResumeState | None = None) -> FileResult:
     """Deliver one object, retrying what can be retried and resuming where it stopped.
 
     On failure nothing is left under the final name and the temporary file is
-    removed (where the server can still be reached).
+    removed (where the server can still be reached). ``state`` continues an
+    earlier call's work (digests of a prefix already at the destination); on
+    ``Paused`` it holds what this call achieved and the temporary file stays.
     """
     tmp = temp_name(plan.destination, options.tag)
-    state = ResumeState()
+    state = state if state is not None else ResumeState()
     progress.file_started(plan)
 
     def before_sleep(call: RetryCallState) -> None:
@@ -377,6 +410,8 @@ async def copy_file(source: Source, dest: Destination, plan: FilePlan, options: 
         async for attempt in options.retry.retrying(before_sleep):
             with attempt:
                 result = await _attempt(source, dest, plan, tmp, state, options, progress)
+    except Paused:
+        raise
     except BaseException:
         with contextlib.suppress(asyncio.CancelledError):
             await asyncio.shield(remove_quietly(dest, tmp))

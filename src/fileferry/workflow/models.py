@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-__all__ = ["ApprovalIn", "CleanupIn", "CreateTicketsIn", "ExecutionInput", "HandleErrorIn",
-           "Handled", "NotifyIn", "Plan", "SessionIn", "SessionOut", "TaskRef", "TaskResult",
-           "Tickets", "TransferTaskIn", "UpdateTicketsIn", "VerifyIn", "VerifyOut"]
+__all__ = ["ApprovalIn", "ChunkCheckpoint", "ChunkOut", "ChunkedTaskIn", "CleanupIn",
+           "CreateTicketsIn", "ExecutionInput", "HandleErrorIn", "Handled", "NotifyIn", "Plan",
+           "SessionIn", "SessionOut", "TaskRef", "TaskResult", "Tickets", "TransferTaskIn",
+           "UpdateTicketsIn", "VerifyIn", "VerifyOut"]
 
 
 class _In(BaseModel):
@@ -147,3 +148,30 @@ class HandleErrorIn(_In):
 class Handled(BaseModel):
     error: str
     cause: str
+
+
+class ChunkCheckpoint(BaseModel):
+    """Where a time-boxed ChunkedTransfer stopped: the next invocation continues here.
+
+    ``offset`` bytes are committed under the temporary name at the destination.
+    The digests are not carried (hash state cannot be serialised): the next
+    invocation re-hashes ``[0, offset)`` from S3, so the final SHA-256/MD5 still
+    cover the whole file. ``expected`` holds the checksums S3 reported when the
+    copy began, so a source that changed in between is noticed.
+    """
+
+    offset: int = Field(ge=0)
+    expected: dict[str, str] = Field(default_factory=dict)
+    invocations: int = Field(default=1, ge=1)
+
+
+class ChunkOut(TaskResult):
+    """A ChunkedTransfer invocation's result; the ASL loops while ``done`` is false."""
+
+    done: bool = True
+    checkpoint: ChunkCheckpoint | None = None
+
+
+class ChunkedTaskIn(TransferTaskIn):
+    chunk: ChunkOut | None = None
+    """The previous invocation's result (``$.chunk``), absent on the first."""

@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from fileferry.workflow import models
-from fileferry.workflow.steps import approval, finish, transfer, validate
+from fileferry.workflow.steps import approval, chunked, finish, transfer, validate
 from fileferry.workflow.steps.deps import Deps
 
 __all__ = ["LOCAL_PREFIX", "STEPS", "definition_text", "invoke_step", "local_substitutions"]
@@ -29,7 +29,7 @@ STEPS: dict[str, tuple[type[BaseModel], Step]] = {
     "AuthenticateSSOFunction": (models.SessionIn, finish.authenticate_sso),
     "CreateTicketsFunction": (models.CreateTicketsIn, finish.create_tickets),
     "TransferFunction": (models.TransferTaskIn, transfer.transfer_task),
-    "ChunkedTransferFunction": (models.TransferTaskIn, transfer.transfer_task),
+    "ChunkedTransferFunction": (models.ChunkedTaskIn, chunked.chunked_transfer),
     "VerifyDeliveryFunction": (models.VerifyIn, finish.verify_delivery),
     "UpdateServiceNowFunction": (models.UpdateTicketsIn, finish.update_servicenow),
     "NotifyUserFunction": (models.NotifyIn, finish.notify_user),

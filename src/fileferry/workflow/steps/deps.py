@@ -30,6 +30,8 @@ class Deps:
     sleep: Sleep | None = None
     subscribers: list[ProgressSubscriber] = field(default_factory=list)
     source: Source | None = None
+    out_of_time: Callable[[], bool] | None = None
+    """A time budget (Lambda: remaining time minus a margin); None: unlimited."""
 
     def s3(self) -> Source:
         if self.source is None:

@@ -9,25 +9,44 @@ from __future__ import annotations
 
 import asyncio
 
+from fileferry.config import DestinationSettings
 from fileferry.endpoints.base import Destination
 from fileferry.errors import FileFerryError, TransferFailed
 from fileferry.models import FilePlan, FileResult
 from fileferry.store.progress import StoreProgress
 from fileferry.transfer.copy import CopyOptions, copy_file
 from fileferry.transfer.engine import bucket_for, destination_settings, make_parents
-from fileferry.transfer.progress import Broadcast
+from fileferry.transfer.progress import Broadcast, ProgressSubscriber
 from fileferry.transfer.ranges import copy_ranges, plan_ranges, uses_ranges
 from fileferry.transfer.retry import RetryPolicy
 from fileferry.workflow.models import TaskResult, TransferTaskIn
 from fileferry.workflow.steps.access import authorised_destination
 from fileferry.workflow.steps.deps import Deps
 
-__all__ = ["task_files", "transfer_task"]
+__all__ = ["copy_options", "failed", "task_files", "transfer_task"]
 
 
 async def task_files(deps: Deps, transfer_id: str, index: int) -> list[FilePlan]:
     _, stored = await deps.store.record_once("task", f"{transfer_id}/{index}", {"files": []})
     return [FilePlan.model_validate(f) for f in stored["files"]]
+
+
+def copy_options(inp: TransferTaskIn, deps: Deps,
+                 dsettings: DestinationSettings) -> CopyOptions:
+    """How a workflow task copies: resumes what an earlier attempt left, tagged by transfer."""
+    return CopyOptions(verify=dsettings.verify, on_conflict=dsettings.on_conflict,
+                       tag=inp.transfer_id[-8:],
+                       retry=RetryPolicy.for_destination(dsettings, deps.sleep),
+                       resume_existing=True, bucket=bucket_for(inp.destination, dsettings))
+
+
+def failed(progress: ProgressSubscriber, plan: FilePlan, exc: Exception) -> FileFerryError:
+    """Record a file's failure; anything unexpected becomes ``TransferFailed``."""
+    err = exc if isinstance(exc, FileFerryError) else TransferFailed(
+        f"{plan.source}: unexpected error {exc!r}")
+    progress.file_finished(FileResult(source=plan.source, destination=plan.destination,
+                                      size=plan.size, status="FAILED", error=err.to_dict()))
+    return err
 
 
 async def _one(dest: Destination, plan: FilePlan, options: CopyOptions, deps: Deps,
@@ -46,10 +65,7 @@ async def transfer_task(inp: TransferTaskIn, deps: Deps) -> TaskResult:
     done = {f.source for f in await deps.store.get_files(tid) if f.status == "DELIVERED"}
     todo = [f for f in files if f.source not in done]
     dsettings = destination_settings(deps.settings, inp.destination)  # no credentials here
-    retry = RetryPolicy.for_destination(dsettings, deps.sleep)
-    options = CopyOptions(verify=dsettings.verify, on_conflict=dsettings.on_conflict,
-                          tag=tid[-8:], retry=retry, resume_existing=True,
-                          bucket=bucket_for(inp.destination, dsettings))
+    options = copy_options(inp, deps, dsettings)
     store_progress = StoreProgress(deps.store, tid)
     progress = Broadcast([store_progress, *deps.subscribers])
     gate = asyncio.Semaphore(deps.settings.transfer.max_parallel_threads)
@@ -62,12 +78,7 @@ async def transfer_task(inp: TransferTaskIn, deps: Deps) -> TaskResult:
             try:  # StoreProgress records the outcome (file_finished)
                 await _one(dest, plan, options, deps, progress, inp.task.kind == "chunked")
             except Exception as exc:
-                err = exc if isinstance(exc, FileFerryError) else TransferFailed(
-                    f"{plan.source}: unexpected error {exc!r}")
-                errors.append(err)
-                progress.file_finished(FileResult(
-                    source=plan.source, destination=plan.destination, size=plan.size,
-                    status="FAILED", error=err.to_dict()))
+                errors.append(failed(progress, plan, exc))
                 return
 
     try:

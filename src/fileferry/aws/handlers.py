@@ -1,0 +1,77 @@
+"""The Lambda handlers: one per Task state, each the registered step inside Powertools.
+
+The SAM template points each function here (``fileferry.aws.handlers.NAME``).
+The seed's names are kept where the step exists; CreateTickets, VerifyDelivery
+and HandleError are the design's additions. ``FileFerry-DownloadS3`` is gone:
+bytes stream from S3 to the partner inside the transfer functions, with no
+copy in ``/tmp``.
+
+| function                     | ASL placeholder            | secret sections   |
+|------------------------------|----------------------------|-------------------|
+| FileFerry-ValidateInput      | ValidateInputFunction      | destinations      |
+| FileFerry-RequestApproval    | RequestApprovalFunction    | –                 |
+| FileFerry-AuthSSO            | AuthenticateSSOFunction    | destinations      |
+| FileFerry-CreateTickets      | CreateTicketsFunction      | servicenow        |
+| FileFerry-TransferFTP        | TransferFunction           | destinations      |
+| FileFerry-ChunkedTransfer    | ChunkedTransferFunction    | destinations      |
+| FileFerry-VerifyDelivery     | VerifyDeliveryFunction     | destinations      |
+| FileFerry-UpdateServiceNow   | UpdateServiceNowFunction   | servicenow        |
+| FileFerry-NotifyUser         | NotifyUserFunction         | notifications     |
+| FileFerry-Cleanup            | CleanupAndLogoutFunction   | destinations      |
+| FileFerry-HandleError        | HandleErrorFunction        | servicenow, notifications |
+"""
+
+from __future__ import annotations
+
+from fileferry.aws.runtime import Handler, HandlerSpec, lambda_handler
+
+__all__ = ["HANDLERS", "SPECS", "authenticate_sso", "chunked_transfer", "cleanup",
+           "create_tickets", "handle_error", "notify_user", "request_approval", "transfer",
+           "update_servicenow", "validate_input", "verify_delivery"]
+
+SPECS: dict[str, HandlerSpec] = {spec.step: spec for spec in (
+    HandlerSpec("ValidateInputFunction", "ValidateInput", ("destinations",), "[transfer_id]"),
+    HandlerSpec("RequestApprovalFunction", "RequestApproval", (), "[transfer_id]"),
+    HandlerSpec("AuthenticateSSOFunction", "AuthSSO", ("destinations",), "[transfer_id]"),
+    HandlerSpec("CreateTicketsFunction", "CreateTickets", ("servicenow",), "[transfer_id]"),
+    HandlerSpec("TransferFunction", "TransferFTP", ("destinations",), "[transfer_id, index]"),
+    HandlerSpec("ChunkedTransferFunction", "ChunkedTransfer", ("destinations",),
+                "[transfer_id, index, chunk.checkpoint.offset]", budget=True),
+    HandlerSpec("VerifyDeliveryFunction", "VerifyDelivery", ("destinations",),
+                "[transfer_id]"),
+    HandlerSpec("UpdateServiceNowFunction", "UpdateServiceNow", ("servicenow",),
+                "[transfer_id, outcome]"),
+    HandlerSpec("NotifyUserFunction", "NotifyUser", ("notifications",),
+                "[transfer_id, outcome]"),
+    HandlerSpec("CleanupAndLogoutFunction", "Cleanup", ("destinations",),
+                "[transfer_id, outcome]"),
+    HandlerSpec("HandleErrorFunction", "HandleError", ("servicenow", "notifications"),
+                "[transfer_id]"),
+)}
+
+validate_input = lambda_handler(SPECS["ValidateInputFunction"])
+request_approval = lambda_handler(SPECS["RequestApprovalFunction"])
+authenticate_sso = lambda_handler(SPECS["AuthenticateSSOFunction"])
+create_tickets = lambda_handler(SPECS["CreateTicketsFunction"])
+transfer = lambda_handler(SPECS["TransferFunction"])
+chunked_transfer = lambda_handler(SPECS["ChunkedTransferFunction"])
+verify_delivery = lambda_handler(SPECS["VerifyDeliveryFunction"])
+update_servicenow = lambda_handler(SPECS["UpdateServiceNowFunction"])
+notify_user = lambda_handler(SPECS["NotifyUserFunction"])
+cleanup = lambda_handler(SPECS["CleanupAndLogoutFunction"])
+handle_error = lambda_handler(SPECS["HandleErrorFunction"])
+
+HANDLERS: dict[str, Handler] = {
+    "ValidateInputFunction": validate_input,
+    "RequestApprovalFunction": request_approval,
+    "AuthenticateSSOFunction": authenticate_sso,
+    "CreateTicketsFunction": create_tickets,
+    "TransferFunction": transfer,
+    "ChunkedTransferFunction": chunked_transfer,
+    "VerifyDeliveryFunction": verify_delivery,
+    "UpdateServiceNowFunction": update_servicenow,
+    "NotifyUserFunction": notify_user,
+    "CleanupAndLogoutFunction": cleanup,
+    "HandleErrorFunction": handle_error,
+}
+"""ASL placeholder -> handler (what SAM's DefinitionSubstitutions wire on AWS)."""

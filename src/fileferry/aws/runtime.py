@@ -1,0 +1,215 @@
+"""What every FileFerry Lambda handler shares: Powertools around one registered step.
+
+``lambda_handler(spec)`` returns ``handler(event, context)``. Per invocation:
+
+* the event is validated into the step's input model first: a malformed event
+  raises ``UsageError`` naming the function and the fields (never a 500-like
+  crash, and before idempotency, so nothing is recorded for it);
+* Logger (JSON, with ``transfer_id``, ``execution_id`` and ``step``; it is the
+  ``fileferry`` logger, so the engine's module loggers come out through it),
+  Metrics as EMF (``StepDuration``, ``BytesTransferred``, ``FilesTransferred``;
+  ``Failures`` by ``Error`` name),
+  Tracer (X-Ray; off with ``POWERTOOLS_TRACE_DISABLED``);
+* Idempotency on DynamoDB (``FILEFERRY_IDEMPOTENCY_TABLE``; unset: off), keyed by
+  the function and ``spec.key`` (a JMESPath over the event: transfer, step input,
+  chunk offset). A completed call is replayed, a failed one is forgotten so the
+  state machine's ``Retry`` runs it again;
+* the step runs on a fresh event loop with the ports of ``services.make_deps``;
+  connections, the store and integration clients are closed before returning.
+
+A step's ``FileFerryError`` propagates unchanged: the Lambda runtime reports an
+unhandled exception's class name as ``errorType``, which is the name the ASL's
+``ErrorEquals`` matches (``lambda_error`` shows what the runtime sends).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import IO, Any, cast
+
+import pydantic
+from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.idempotency import (
+    DynamoDBPersistenceLayer,
+    IdempotencyConfig,
+    idempotent,
+)
+
+from fileferry.aws.settings import load_lambda_settings
+from fileferry.endpoints.registry import close_idle_destinations
+from fileferry.errors import UsageError
+from fileferry.store import open_store
+from fileferry.workflow.registry import STEPS, invoke_step
+
+__all__ = ["NAMESPACE", "SERVICE", "Handler", "HandlerSpec", "lambda_error", "lambda_handler",
+           "logger", "metrics", "tracer"]
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "fileferry")
+NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "FileFerry")
+DEFAULT_MARGIN_MS = 60_000
+"""Time left for committing the last chunk, closing and returning (ChunkedTransfer)."""
+DEFAULT_IDEMPOTENCY_TTL = 24 * 3600
+
+
+
+class _Stdout(io.TextIOBase):
+    """Whatever ``sys.stdout`` is at the time of writing (Lambda's, or a test's capture)."""
+
+    def write(self, text: str) -> int:
+        return sys.stdout.write(text)
+
+    def flush(self) -> None:
+        sys.stdout.flush()
+
+
+# The service's logger is "fileferry", the parent of every module's logger, so the
+# engine's own warnings come out as JSON with the transfer and execution ids too.
+logger = Logger(service=SERVICE, stream=cast(IO[str], _Stdout()))
+metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
+tracer = Tracer(service=SERVICE)
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+@dataclass(frozen=True)
+class HandlerSpec:
+    """One Lambda function: the step it runs and what it may touch."""
+
+    step: str
+    """The ``STEPS`` key, i.e. the ASL placeholder (``ValidateInputFunction``)."""
+    function: str
+    """The seed's function name without ``FileFerry-`` (``ValidateInput``)."""
+    sections: tuple[str, ...]
+    """The secret configuration sections it needs (see ``aws.settings``)."""
+    key: str
+    """Idempotency key: a JMESPath over the event."""
+    budget: bool = False
+    """Give the step a time budget (ChunkedTransfer)."""
+
+
+def lambda_error(exc: BaseException) -> dict[str, str]:
+    """What the Python Lambda runtime reports for an unhandled exception (and Step
+    Functions matches in ``ErrorEquals``): the class name as ``errorType``."""
+    return {"errorType": type(exc).__name__, "errorMessage": str(exc)}
+
+
+def _out_of_time(context: Any) -> Callable[[], bool]:
+    margin = int(os.environ.get("FILEFERRY_TIME_MARGIN_MS", DEFAULT_MARGIN_MS))
+    return lambda: int(context.get_remaining_time_in_millis()) < margin
+
+
+def _validate(spec: HandlerSpec, event: Any) -> None:
+    model = STEPS[spec.step][0]
+    try:
+        model.model_validate(event)
+    except pydantic.ValidationError as exc:
+        fields = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or '(event)'}: {e['msg']}"
+                           for e in exc.errors())
+        raise UsageError(f"FileFerry-{spec.function}: the event is not a valid "
+                         f"{model.__name__} ({fields}); invoke it from the state machine or "
+                         f"send an event like tests/events/") from None
+
+
+async def _run(spec: HandlerSpec, event: dict[str, Any], context: Any) -> Any:
+    from fileferry.services import make_deps  # services imports the CLI's integrations
+
+    settings = load_lambda_settings(spec.sections)
+    store = open_store(settings.store.url)
+    deps = make_deps(settings, store)
+    if spec.budget:
+        deps.out_of_time = _out_of_time(context)
+    try:
+        return await invoke_step(spec.step, event, deps)
+    finally:
+        closer = getattr(deps.ticketing, "close", None)
+        if closer is not None:
+            await closer()
+        await close_idle_destinations()
+        await store.close()
+
+
+def _record(spec: HandlerSpec, event: dict[str, Any], result: Any, seconds: float) -> None:
+    metrics.add_dimension(name="Step", value=spec.function)
+    metrics.add_metric(name="StepDuration", unit=MetricUnit.Milliseconds,
+                       value=round(seconds * 1000, 1))
+    if spec.step not in ("TransferFunction", "ChunkedTransferFunction") \
+            or not isinstance(result, dict):
+        return
+    moved = int(result.get("bytes", 0))
+    if spec.budget:  # this invocation's share of the file
+        before = ((event.get("chunk") or {}).get("checkpoint") or {}).get("offset", 0)
+        after = (result.get("checkpoint") or {}).get("offset", moved)
+        moved = max(0, int(after) - int(before))
+    metrics.add_metric(name="BytesTransferred", unit=MetricUnit.Bytes, value=moved)
+    if result.get("done", True):
+        metrics.add_metric(name="FilesTransferred", unit=MetricUnit.Count,
+                           value=int(result.get("files", 0)))
+
+
+def _failure(spec: HandlerSpec, exc: BaseException) -> None:
+    with single_metric(name="Failures", unit=MetricUnit.Count, value=1, namespace=NAMESPACE,
+                       default_dimensions={"Step": spec.function,
+                                           "Error": type(exc).__name__}):
+        pass
+
+
+def _build(spec: HandlerSpec) -> Handler:
+    def step(event: dict[str, Any], context: Any) -> Any:
+        return asyncio.run(_run(spec, event, context))
+
+    step.__name__ = step.__qualname__ = spec.function
+    inner: Handler = step
+    table = os.environ.get("FILEFERRY_IDEMPOTENCY_TABLE")
+    if table:
+        ttl = int(os.environ.get("FILEFERRY_IDEMPOTENCY_TTL", DEFAULT_IDEMPOTENCY_TTL))
+        prefix = os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or f"FileFerry-{spec.function}"
+        inner = idempotent(persistence_store=DynamoDBPersistenceLayer(table_name=table),
+                           config=IdempotencyConfig(event_key_jmespath=spec.key,
+                                                    expires_after_seconds=ttl),
+                           key_prefix=prefix)(inner)
+    idempotent_step = inner
+
+    def keyed(event: dict[str, Any], context: Any) -> Any:
+        logger.append_keys(transfer_id=event.get("transfer_id"),
+                           execution_id=event.get("execution_id"), step=spec.function)
+        started, result = time.monotonic(), None
+        try:
+            _validate(spec, event)
+            result = idempotent_step(event, context)
+        except Exception as exc:
+            _failure(spec, exc)
+            logger.warning("step failed", extra={"error": type(exc).__name__})
+            raise
+        finally:
+            _record(spec, event, result, time.monotonic() - started)
+        return result
+
+    handler: Handler = logger.inject_lambda_context(clear_state=True)(keyed)
+    handler = metrics.log_metrics(capture_cold_start_metric=True)(handler)
+    traced: Handler = tracer.capture_lambda_handler(capture_response=False)(handler)
+    return traced
+
+
+def lambda_handler(spec: HandlerSpec) -> Handler:
+    """The handler for ``spec``; Powertools is wired on the first call (cold start), when the
+    function's environment (table names, service name) is known."""
+    built: list[Handler] = []
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        if not isinstance(event, dict):
+            raise UsageError(f"FileFerry-{spec.function}: the event must be a JSON object, "
+                             f"not {type(event).__name__}")
+        if not built:
+            built.append(_build(spec))
+        return built[0](event, context)
+
+    handler.__name__ = handler.__qualname__ = spec.function
+    handler.__doc__ = f"FileFerry-{spec.function}: the {spec.step} step on Lambda."
+    return handler

@@ -1,0 +1,179 @@
+"""infrastructure/template.yaml, checked offline: cfn-lint clean, every ASL placeholder
+substituted (and every substitution used), every handler importable, tables as the store
+expects them, and each role holding only what its step touches."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fileferry.aws.handlers import HANDLERS, SPECS
+from fileferry.store.base import TABLES
+from fileferry.workflow.asl import StateMachine
+from fileferry.workflow.registry import definition_text
+from tests.aws.template import TEMPLATE, deployed_definition, resources, template
+
+ROOT = TEMPLATE.parents[1]
+FUNCTION = "AWS::Serverless::Function"
+SECRET_POLICIES = {"destinations": "DestinationSecretsPolicy",
+                   "servicenow": "ServiceNowSecretsPolicy",
+                   "notifications": "NotificationSecretsPolicy"}
+S3_STEPS = {"ValidateInputFunction", "TransferFunction", "ChunkedTransferFunction"}
+
+
+def test_cfn_lint_is_clean() -> None:
+    lint = Path(sys.executable).with_name("cfn-lint")
+    done = subprocess.run([str(lint), str(TEMPLATE)], capture_output=True, text=True,
+                          check=False, timeout=240)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_placeholder_has_a_substitution_and_every_substitution_is_used() -> None:
+    machine = resources("AWS::Serverless::StateMachine")["TransferStateMachine"]["Properties"]
+    used = set(re.findall(r"\$\{(\w+)\}", definition_text()))
+    given = set(machine["DefinitionSubstitutions"])
+    assert used == given
+    assert (TEMPLATE.parent / machine["DefinitionUri"]).resolve() == \
+        ROOT / "src" / "fileferry" / "workflow" / "transfer.asl.json"
+    text = deployed_definition()
+    assert "${" not in re.sub(r'"Comment": "[^"]*"', "", text)
+    StateMachine.load(text)
+
+
+def test_the_deployed_definition_passes_statelint(tmp_path: Path) -> None:
+    path = tmp_path / "transfer.asl.json"
+    path.write_text(deployed_definition(), encoding="utf-8")
+    lint = Path(sys.executable).with_name("statelint")
+    done = subprocess.run([str(lint), str(path)], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_every_handler_path_imports_and_is_callable() -> None:
+    functions = resources(FUNCTION)
+    assert set(functions) == set(HANDLERS)  # logical id == ASL placeholder == step
+    for logical, resource in functions.items():
+        module, _, attr = resource["Properties"]["Handler"].rpartition(".")
+        handler = getattr(importlib.import_module(module), attr)
+        assert callable(handler) and handler is HANDLERS[logical]
+        name = resource["Properties"]["FunctionName"]["Fn::Sub"]
+        assert name == "${NamePrefix}-" + SPECS[logical].function
+    code = template()["Globals"]["Function"]["CodeUri"]
+    assert (TEMPLATE.parent / code / "fileferry" / "aws" / "handlers.py").exists()
+
+
+def _policies(logical: str) -> set[str]:
+    role = template()["Resources"][f"{logical}Role"]["Properties"]
+    return {p["Ref"] for p in role["ManagedPolicyArns"] if "Ref" in p}
+
+
+def test_each_role_holds_only_what_its_step_touches() -> None:
+    for logical, spec in SPECS.items():
+        expected = {"FunctionBasePolicy", *(SECRET_POLICIES[s] for s in spec.sections)}
+        if logical in S3_STEPS:
+            expected.add("S3SourceReadPolicy")
+        assert _policies(logical) == expected, logical
+        props = resources(FUNCTION)[logical]["Properties"]
+        assert props["Role"] == {"Fn::GetAtt": [f"{logical}Role", "Arn"]}
+    big = {k: resources(FUNCTION)[k]["Properties"]["Timeout"] for k in S3_STEPS - {
+        "ValidateInputFunction"}}
+    assert big == {"TransferFunction": 900, "ChunkedTransferFunction": 900}
+
+
+def _statements(policy: str) -> list[dict[str, Any]]:
+    doc = template()["Resources"][policy]["Properties"]["PolicyDocument"]
+    return list(doc["Statement"])
+
+
+def test_no_statement_grants_wildcard_actions_or_data_everywhere() -> None:
+    for name, resource in template()["Resources"].items():
+        if resource["Type"] != "AWS::IAM::ManagedPolicy":
+            continue
+        for statement in _statements(name):
+            actions = statement["Action"]
+            actions = actions if isinstance(actions, list) else [actions]
+            assert all("*" not in a for a in actions), name
+            if statement["Resource"] == "*":  # only X-Ray takes no resource
+                assert all(a.startswith("xray:") for a in actions), name
+    secrets = json.dumps(_statements("DestinationSecretsPolicy"))
+    assert "${SecretsPrefix}destinations/*" in secrets
+
+
+def test_the_tables_are_the_stores() -> None:
+    tables = {r["Properties"]["TableName"]["Fn::Sub"].removeprefix("${NamePrefix}-"): r
+              for r in resources("AWS::DynamoDB::Table").values()}
+    idempotency = tables.pop("lambda-idempotency")
+    assert set(tables) == set(TABLES)
+    for name, table in tables.items():
+        props = table["Properties"]
+        keys = [(k["AttributeName"], k["KeyType"]) for k in props["KeySchema"]]
+        assert keys == [("pk", "HASH"), ("sk", "RANGE")]
+        ttl = props.get("TimeToLiveSpecification", {}).get("AttributeName")
+        assert ttl == TABLES[name], name
+        assert props["SSESpecification"] == {"SSEEnabled": True}
+        assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+        assert table["DeletionPolicy"] == "Retain"
+    assert idempotency["Properties"]["TimeToLiveSpecification"]["AttributeName"] == "expiration"
+
+
+def test_alarms_watch_failures_and_throttles() -> None:
+    alarms = resources("AWS::CloudWatch::Alarm")
+    metrics = {a["Properties"].get("MetricName") for a in alarms.values()}
+    assert {"ExecutionsFailed", "ExecutionsTimedOut", "ExecutionThrottled"} <= metrics
+    throttles = alarms["FunctionThrottlesAlarm"]["Properties"]["Metrics"]
+    watched = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
+               for m in throttles if "MetricStat" in m}
+    assert watched == set(HANDLERS)
+
+
+def test_the_layer_covers_what_the_handlers_import() -> None:
+    """Every distribution the handlers (and the modules they load) import is in the layer."""
+    code = ("import sys, importlib, pkgutil, fileferry\n"
+            "for m in pkgutil.walk_packages(fileferry.__path__, 'fileferry.'):\n"
+            "    if not any(x in m.name for x in ('sandbox', 'cli', 'console', '__main__',\n"
+            "                                     '.api', 'demo', '.agent')):\n"
+            "        importlib.import_module(m.name)\n"
+            "print(' '.join(sorted({n.split('.')[0] for n in sys.modules})))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    tops = set(done.stdout.split()) - set(sys.stdlib_module_names)
+    by_module = importlib.metadata.packages_distributions()
+    needed = {d.lower().replace("_", "-") for t in tops for d in by_module.get(t, [])}
+    needed -= {"fileferry", "setuptools"}  # the function code itself; a .pth hook
+    lines = (ROOT / "infrastructure" / "layer" / "requirements.txt").read_text().splitlines()
+    layer = {re.split(r"[<>=\[ ]", line, maxsplit=1)[0].lower() for line in lines
+             if line and not line.startswith("#")}
+    closure = set(layer)
+    for name in layer:  # what the listed packages pull in themselves
+        closure |= _requires(name)
+    assert needed <= closure, sorted(needed - closure)
+
+
+def _requires(name: str, seen: set[str] | None = None) -> set[str]:
+    seen = set() if seen is None else seen
+    try:
+        requirements = importlib.metadata.requires(name) or []
+    except importlib.metadata.PackageNotFoundError:
+        return seen
+    for line in requirements:
+        if "extra ==" in line and "tracer" not in line:
+            continue
+        dep = re.split(r"[<>=!~;\[ (]", line, maxsplit=1)[0].lower().replace("_", "-")
+        if dep and dep not in seen:
+            seen.add(dep)
+            _requires(dep, seen)
+    return seen
+
+
+@pytest.mark.parametrize("name", ["FileFerry", "Partner-A"])
+def test_the_definition_names_the_prefixed_functions(name: str) -> None:
+    text = deployed_definition(name)
+    assert f":function:{name}-ChunkedTransfer\"" in text
+    assert ":function:FileFerry-DownloadS3" not in text  # streamed: no download step
