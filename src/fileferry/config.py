@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from fileferry.automation.settings import PgpSettings, RouteSettings, check_routes
 from fileferry.errors import ConfigError
 from fileferry.integrations.notify import NotificationsSettings
 from fileferry.integrations.servicenow import ServiceNowSettings
@@ -141,6 +142,8 @@ class DestinationSettings(_Model):
     ca_file: Path | None = None
     allow_insecure: bool = False
     passive: bool = True
+    # every file sent here is encrypted to the partner's OpenPGP key (routes may override)
+    encryption: PgpSettings | None = None
 
     @field_validator("url")
     @classmethod
@@ -199,6 +202,12 @@ class Settings(_Model):
     store: StoreSettings = StoreSettings()
     notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
     servicenow: ServiceNowSettings | None = None
+    routes: dict[str, RouteSettings] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _routes_known(self) -> Settings:
+        check_routes(self.routes, set(self.destinations))
+        return self
 
     @field_validator("destinations")
     @classmethod

@@ -162,14 +162,15 @@ async def _after_cancel(deps: Deps, transfer_id: str) -> None:
 
 async def submit_transfer(settings: Settings, request: TransferRequest,
                           subscribers: Sequence[ProgressSubscriber] = (),
-                          sleep: Sleep | None = None, source: Any = None) -> TransferResult:
-    """Record a transfer and run its workflow to the end."""
+                          sleep: Sleep | None = None, source: Any = None,
+                          options: dict[str, Any] | None = None) -> TransferResult:
+    """Record a transfer and run its workflow to the end (``options``: e.g. the route)."""
     store = open_store(settings.store.url)
     deps = make_deps(settings, store, subscribers, sleep, source)
     try:
         payload = ExecutionInput(transfer_id=request.transfer_id, requester=request.requester,
                                  sources=list(request.sources),
-                                 destination=request.destination)
+                                 destination=request.destination, options=options or {})
         await ensure_transfer(payload, deps, execution_id_for(request.transfer_id))
         return await _run(deps, request.transfer_id, payload.model_dump(), resume=False)
     finally:
@@ -193,7 +194,8 @@ async def resume_transfers(settings: Settings, transfer_id: str | None = None,
             if record is None:
                 raise FileFerryError(f"no transfer {tid} in {settings.store.url}")
             payload = ExecutionInput(transfer_id=tid, requester=record.requester,
-                                     sources=record.sources, destination=record.destination)
+                                     sources=record.sources, destination=record.destination,
+                                     options=record.options)
             results.append(await _run(deps, tid, payload.model_dump(), resume=True))
         await _drain_all(deps)
         if transfer_id is None:  # finished transfers whose tickets were owed

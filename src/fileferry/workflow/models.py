@@ -13,8 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["CleanupIn", "CreateTicketsIn", "ExecutionInput", "HandleErrorIn", "Handled",
-           "NotifyIn", "Plan", "SessionIn", "SessionOut", "TaskRef", "TaskResult", "Tickets",
-           "TransferTaskIn", "UpdateTicketsIn", "VerifyIn", "VerifyOut"]
+           "NotifyIn", "Plan", "PostDeliveryIn", "PostDeliveryOut", "SessionIn", "SessionOut",
+           "TaskRef", "TaskResult", "Tickets", "TransferTaskIn", "UpdateTicketsIn", "VerifyIn",
+           "VerifyOut"]
 
 
 class _In(BaseModel):
@@ -128,3 +129,18 @@ class HandleErrorIn(_In):
 class Handled(BaseModel):
     error: str
     cause: str
+
+
+class PostDeliveryIn(_In):
+    transfer_id: str
+    destination: str
+    delivery: VerifyOut | None = None
+
+
+class PostDeliveryOut(BaseModel):
+    """What a route's batch got after verification (all empty for other transfers)."""
+
+    route: str | None = None
+    files: int = 0
+    trigger_file: str | None = None
+    actions_failed: int = 0
