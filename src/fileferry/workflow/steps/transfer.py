@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 
-from fileferry.endpoints.base import Destination
+from fileferry.automation.encryption import transfer_source
+from fileferry.endpoints.base import Destination, Source
 from fileferry.endpoints.registry import open_destination
 from fileferry.errors import FileFerryError, TransferFailed
 from fileferry.models import FilePlan, FileResult
@@ -30,14 +31,14 @@ async def task_files(deps: Deps, transfer_id: str, index: int) -> list[FilePlan]
     return [FilePlan.model_validate(f) for f in stored["files"]]
 
 
-async def _one(dest: Destination, plan: FilePlan, options: CopyOptions, deps: Deps,
-               progress: Broadcast, chunked: bool) -> FileResult:
+async def _one(source: Source, dest: Destination, plan: FilePlan, options: CopyOptions,
+               deps: Deps, progress: Broadcast, chunked: bool) -> FileResult:
     transfer = deps.settings.transfer
-    if chunked and uses_ranges(dest, plan, transfer.large_file_threshold,
-                               transfer.min_range_size, options.verify):
+    if chunked and not options.transformed and uses_ranges(
+            dest, plan, transfer.large_file_threshold, transfer.min_range_size, options.verify):
         ranges = plan_ranges(plan.size, transfer.min_range_size, transfer.max_ranges)
-        return await copy_ranges(deps.s3(), dest, plan, options, progress, ranges)
-    return await copy_file(deps.s3(), dest, plan, options, progress)
+        return await copy_ranges(source, dest, plan, options, progress, ranges)
+    return await copy_file(source, dest, plan, options, progress)
 
 
 async def transfer_task(inp: TransferTaskIn, deps: Deps) -> TaskResult:
@@ -60,7 +61,8 @@ async def transfer_task(inp: TransferTaskIn, deps: Deps) -> TaskResult:
             if errors:
                 return
             try:  # StoreProgress records the outcome (file_finished)
-                await _one(dest, plan, options, deps, progress, inp.task.kind == "chunked")
+                await _one(source, dest, plan, options, deps, progress,
+                           inp.task.kind == "chunked")
             except Exception as exc:
                 err = exc if isinstance(exc, FileFerryError) else TransferFailed(
                     f"{plan.source}: unexpected error {exc!r}")
@@ -71,8 +73,10 @@ async def transfer_task(inp: TransferTaskIn, deps: Deps) -> TaskResult:
                 return
 
     try:
-        async with open_destination(inp.destination, dsettings, deps.settings.transfer,
-                                    retry) as dest:
+        async with transfer_source(deps, tid, inp.destination) as (source, transformed), \
+                open_destination(inp.destination, dsettings, deps.settings.transfer,
+                                 retry) as dest:
+            options.transformed = transformed
             await make_parents(dest, todo)
             await asyncio.gather(*(run(p) for p in todo))
     finally:
