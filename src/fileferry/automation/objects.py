@@ -64,7 +64,7 @@ def select(route: RouteSettings, objects: Sequence[S3Object], now: float) -> Sel
         if inside_archive or not _matches(relative, src.include) \
                 or _matches(relative, src.exclude):
             out.excluded += 1
-        elif now - obj.modified < src.min_age:
+        elif src.min_age and now - obj.modified < src.min_age:
             out.too_new.append(obj)
         else:
             out.eligible.append(obj)

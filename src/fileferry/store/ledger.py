@@ -60,6 +60,8 @@ class RouteState(BaseModel):
 
     seq: int = 0
     last_run: dict[str, Any] | None = None
+    last_transfer: dict[str, Any] | None = None
+    """The last run that started a transfer (polls that find nothing do not)."""
     last_fire: float | None = None
 
 
@@ -147,7 +149,10 @@ class Ledger:
         return int(item["seq"]) - count + 1
 
     async def record_run(self, route: str, summary: dict[str, Any]) -> None:
-        await self._change_state(route, last_run=summary)
+        if summary.get("transfer_id"):
+            await self._change_state(route, last_run=summary, last_transfer=summary)
+        else:
+            await self._change_state(route, last_run=summary)
 
     async def claim_fire(self, route: str, fire: float) -> bool:
         """Take the scheduled slot ``fire`` for this process: True exactly once per slot
