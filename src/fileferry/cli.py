@@ -291,3 +291,7 @@ def main() -> None:
             print(exc, file=sys.stderr)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
+
+
+# run, routes, ledger, scheduler: registered on ``app`` when their module is imported
+from fileferry.automation import commands as _automation_commands  # noqa: E402, F401

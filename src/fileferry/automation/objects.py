@@ -131,7 +131,7 @@ class SourceBucket:
         copy, so objects over 5 GiB are copied in parts."""
         await self._call(f"s3://{bucket}/{key}", "copy",
                          CopySource={"Bucket": bucket, "Key": key}, Bucket=to_bucket,
-                         Key=to_key, ExtraArgs={"CopySourceIfMatch": etag})
+                         Key=to_key, ExtraArgs={"CopySourceIfMatch": f'"{etag}"'})
 
     async def delete(self, bucket: str, key: str) -> None:
         await self._call(f"s3://{bucket}/{key}", "delete_object", Bucket=bucket, Key=key)
