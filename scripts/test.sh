@@ -7,6 +7,7 @@ need=()
 [ -x /usr/sbin/sshd ] || need+=(openssh-server)
 [ -x /usr/sbin/proftpd ] || need+=(proftpd-core)
 [ -e /usr/lib/proftpd/mod_tls.so ] || need+=(proftpd-mod-crypto)
+command -v gpg >/dev/null || need+=(gnupg)  # PGP encryption of routes (gpg as a pipe)
 if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"
 fi
