@@ -28,7 +28,8 @@ OBJECTS: dict[str, bytes] = {
     f"{PREFIX}Übersicht März.txt": "Umsatz im März: gut.\n".encode(),
     f"{PREFIX}_SUCCESS": b"",
 }
-RESULT_KEYS = {"transfer_id", "execution_id", "status", "files", "error", "tickets"}
+RESULT_KEYS = {"transfer_id", "execution_id", "status", "files", "error", "tickets",
+               "tickets_pending"}
 FILE_KEYS = {"source", "destination", "size", "sha256", "md5", "verified_by"}
 
 

@@ -23,7 +23,8 @@ again can help (a dropped connection) or not (a wrong password)::
     │   ├── CertificateError                     TLS certificate untrusted or for another name
     │   ├── InsecureTransport                    plain FTP without allow_insecure
     │   ├── AuthenticationFailed                 wrong password or key
-    │   └── PermissionDenied                     the account may not read/write there
+    │   ├── PermissionDenied                     the account may not read/write there
+    │   └── LeaseHeld                            another live process runs the execution
     └── TransferFailed                  exit 1   something went wrong while moving
         ├── EndpointUnavailable         retry    unreachable, reset, timed out
         ├── ChecksumMismatch            retry    bytes differ from what S3 holds
@@ -48,6 +49,7 @@ __all__ = [
     "HostKeyMismatch",
     "HostKeyUnknown",
     "InsecureTransport",
+    "LeaseHeld",
     "PathOutsideRoot",
     "PermissionDenied",
     "RefusedError",
@@ -138,6 +140,10 @@ class AuthenticationFailed(RefusedError):
 
 class PermissionDenied(RefusedError):
     """The account may not read or write where it was asked to."""
+
+
+class LeaseHeld(RefusedError):
+    """Another live process runs this execution; wait for it, or stop it first."""
 
 
 class TransferFailed(FileFerryError):

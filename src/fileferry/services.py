@@ -13,6 +13,7 @@ from typing import Any
 from fileferry.config import Settings
 from fileferry.errors import FileFerryError, RefusedError, all_error_classes
 from fileferry.integrations.notify import WebhookNotifier
+from fileferry.integrations.outbox import Deliverer, OutboxTicketing, drain, flush, lane
 from fileferry.models import FileResult, TransferResult
 from fileferry.store import Store, open_store
 from fileferry.transfer.engine import TransferRequest
@@ -48,7 +49,6 @@ def make_deps(settings: Settings, store: Store,
                           if settings.notifications.channels else LocalNotifier(store))
     ticketing: Ticketing = LocalTicketing(store)
     if settings.servicenow is not None:
-        from fileferry.integrations.outbox import OutboxTicketing
         from fileferry.integrations.servicenow import ServiceNowTicketing
 
         ticketing = OutboxTicketing(ServiceNowTicketing(store, settings.servicenow), store)
@@ -67,7 +67,8 @@ async def transfer_result(store: Store, transfer_id: str,
     """The CLI's and the API's view of a transfer, from the store."""
     record = await store.get_transfer(transfer_id)
     files = await store.get_files(transfer_id)
-    pending = any(e.state == "pending" for e in await store.work(transfer_id))
+    pending = any(e.state == "pending" and lane(e) == "tickets"
+                  for e in await store.work(transfer_id))
     failed = execution is not None and execution.status != "SUCCEEDED"
     results = [FileResult(source=f.source, destination=f.destination, size=f.size,
                           sha256=f.sha256, md5=f.md5, verified_by=f.verified_by,
@@ -111,20 +112,21 @@ async def _watch_cancel(store: Store, transfer_id: str, cancel: asyncio.Event) -
             cancel.set()
 
 
+def _deliverers(deps: Deps) -> dict[str, Deliverer]:
+    """Which port does each kind of queued work (``op``) in the outbox."""
+    out: dict[str, Deliverer] = {}
+    if isinstance(deps.ticketing, OutboxTicketing):
+        out["create"] = out["update"] = deps.ticketing
+    if isinstance(deps.notifier, WebhookNotifier):
+        out["notify"] = deps.notifier
+    return out
+
+
 async def _flush(deps: Deps, transfer_id: str) -> None:
     """Give queued ticket work up to ``servicenow.flush_timeout`` to reach ServiceNow."""
-    from fileferry.integrations.outbox import OutboxTicketing, flush
-
     snow = deps.settings.servicenow
-    if isinstance(deps.ticketing, OutboxTicketing) and snow is not None:
-        await flush(deps.ticketing, deps.store, transfer_id, snow.flush_timeout)
-
-
-async def _drain_all(deps: Deps) -> None:
-    from fileferry.integrations.outbox import OutboxTicketing, drain
-
-    if isinstance(deps.ticketing, OutboxTicketing):
-        await drain(deps.ticketing, deps.store)
+    if snow is not None:
+        await flush(_deliverers(deps), deps.store, transfer_id, snow.flush_timeout)
 
 
 async def _run(deps: Deps, transfer_id: str, payload: dict[str, Any],
@@ -197,7 +199,7 @@ async def resume_transfers(settings: Settings, transfer_id: str | None = None,
                                      sources=record.sources, destination=record.destination,
                                      options=record.options)
             results.append(await _run(deps, tid, payload.model_dump(), resume=True))
-        await _drain_all(deps)
+        await drain(_deliverers(deps), store)
         if transfer_id is None:  # finished transfers whose tickets were owed
             done = {r.transfer_id for r in results}
             results += [await transfer_result(store, tid) for tid in pending_ids
@@ -209,16 +211,12 @@ async def resume_transfers(settings: Settings, transfer_id: str | None = None,
 
 
 async def deliver_pending(settings: Settings) -> int:
-    """Deliver ticket work queued during a ServiceNow outage; returns how much is
-    still pending (0 when everything reached ServiceNow or was refused for good)."""
-    from fileferry.integrations.outbox import OutboxTicketing, drain
-
+    """Deliver ticket and notification work queued during an outage; returns how much
+    is still pending (0 when everything was delivered or was refused for good)."""
     store = open_store(settings.store.url)
     deps = make_deps(settings, store)
     try:
-        if not isinstance(deps.ticketing, OutboxTicketing):
-            return 0
-        return (await drain(deps.ticketing, store)).pending
+        return (await drain(_deliverers(deps), store)).pending
     finally:
         await _close(deps)
         await store.close()

@@ -26,6 +26,7 @@ from fileferry.integrations.notify import (
     human_duration,
     human_size,
 )
+from fileferry.integrations.outbox import drain
 from fileferry.sandbox.net import free_port
 from fileferry.sandbox.webhooks import WebhookReceiver
 from fileferry.store import FileRecord, Store, TransferRecord, open_store
@@ -301,7 +302,40 @@ async def test_backoff_grows_and_gives_up(store: Store, hooks: WebhookReceiver) 
     [(event, detail)] = await audit_events(store, "tr-20261101-0001abcd")
     assert event == "notification_failed"
     assert detail == {"channel": "w", "kind": "webhook", "outcome": "SUCCEEDED", "attempts": 4,
-                      "status": 502, "error": "HTTP 502: error 502"}
+                      "status": 502, "error": "HTTP 502: error 502", "queued": True}
+
+
+async def test_a_notice_the_channel_could_not_take_is_delivered_later(
+        store: Store, hooks: WebhookReceiver) -> None:
+    notifier = WebhookNotifier(store, settings({"kind": "webhook", "name": "w",
+                                                "url": hooks.url("/hook")}, attempts=2),
+                               sleep=FakeSleep())
+    hooks.fail_next(2, status=503)
+    [delivery] = await notifier.send(notice())
+    assert not delivery.delivered and delivery.retryable
+    [queued] = await store.work("tr-20261101-0001abcd")
+    assert (queued.key, queued.state) == ("notify:SUCCEEDED:w", "pending")
+    assert "url" not in json.dumps(queued.payload) and hooks.url("/hook") not in str(queued)
+
+    report = await drain({"notify": notifier}, store)  # the channel is back
+
+    assert (report.delivered, report.pending) == (1, 0)
+    assert len(hooks.received) == 3
+    assert hooks.received[-1].body["transfer_id"] == "tr-20261101-0001abcd"
+    events = [e for e, _ in await audit_events(store, "tr-20261101-0001abcd")]
+    assert events == ["notification_failed", "notification_sent", "work_delivered"]
+    assert (await drain({"notify": notifier}, store)).delivered == 0, "delivered once"
+    assert len(hooks.received) == 3
+
+
+async def test_a_notice_the_channel_refuses_is_not_queued(store: Store,
+                                                          hooks: WebhookReceiver) -> None:
+    notifier = WebhookNotifier(store, settings({"kind": "webhook", "name": "w",
+                                                "url": hooks.url("/hook")}), sleep=FakeSleep())
+    hooks.fail_next(1, status=404)
+    [delivery] = await notifier.send(notice())
+    assert not delivery.delivered and not delivery.retryable and delivery.attempts == 1
+    assert await store.work("tr-20261101-0001abcd") == []
 
 
 async def test_retry_after_dates_and_cap(store: Store, hooks: WebhookReceiver) -> None:

@@ -87,8 +87,8 @@ def test_outage_at_ticket_time_transfer_succeeds_and_resume_delivers_two_tickets
     assert settle.returncode == 0 and settle.stdout == "", "nothing is left to deliver"
     assert len(snow.records("incident")) == 2, "running it again never makes a third ticket"
     events = asyncio.run(audit_events(load_settings(config), result["transfer_id"]))
-    assert events.count("ticket_work_queued") == 2  # the create, then the update after it
-    assert events.count("ticket_work_delivered") == 2
+    assert events.count("work_queued") == 2  # the create, then the update after it
+    assert events.count("work_delivered") == 2
     assert events.count("tickets_created") == 1
 
 
@@ -153,8 +153,8 @@ async def test_outage_during_transfer_drains_within_the_flush_timeout(
     assert set(incidents) == set(result.tickets.values())
     assert {r["state"] for r in incidents.values()} == {"6"}
     events = await audit_events(settings, result.transfer_id)
-    assert events.count("ticket_work_queued") == 1
-    assert events.count("ticket_work_delivered") == 1
+    assert events.count("work_queued") == 1
+    assert events.count("work_delivered") == 1
     assert (remote_dir / "inv.csv").read_bytes() == BODY
 
 
@@ -201,7 +201,7 @@ async def test_work_servicenow_refuses_for_good_is_recorded_not_retried(
     async with open_store(settings.store.url) as store:
         work = {e.key: e for e in await store.work(transfer_id)}
         record = await store.get_transfer(transfer_id)
-        events = [e for e in await store.audit(transfer_id) if e.event == "ticket_work_failed"]
+        events = [e for e in await store.audit(transfer_id) if e.event == "work_failed"]
     assert work["create"].state == "failed" and "400" in (work["create"].last_error or "")
     assert work["update:SUCCEEDED"].state == "done"
     assert record is not None and record.tickets == {"user": NOT_CREATED, "audit": NOT_CREATED}

@@ -21,7 +21,10 @@ timeouts, connection errors, 408/425/429 and 5xx (a ``Retry-After`` is honoured,
 up to :data:`MAX_RETRY_AFTER` seconds); other 4xx are final. Redirects are not
 followed. A failed delivery never raises: it is logged and written to the
 transfer's audit trail as ``notification_failed`` (``notification_sent`` on
-success), never with the webhook URL, which is a secret.
+success), never with the webhook URL, which is a secret; when the failure may
+pass (timeouts, 408/425/429, 5xx) the notice is also queued in the store's
+outbox, which ``fileferry resume`` and the server deliver later
+(:mod:`fileferry.integrations.outbox`).
 
 Size limits, and what is cut to stay inside them:
 
@@ -65,8 +68,9 @@ from pydantic import (
     model_validator,
 )
 
+from fileferry.errors import ConfigError, DestinationError, EndpointUnavailable
 from fileferry.integrations.http import retry_after_seconds
-from fileferry.store import Store
+from fileferry.store import OutboxEntry, Store
 
 __all__ = [
     "MAX_RETRY_AFTER",
@@ -532,6 +536,7 @@ class Delivery:
     attempts: int = 0
     status: int | None = None
     error: str | None = None
+    retryable: bool = False  # failed in a way a later attempt may not (5xx, 429, timeout)
 
 
 class WebhookNotifier:
@@ -620,8 +625,48 @@ class WebhookNotifier:
                         delivery.error)
             await self._audit(notice.transfer_id, "notification_failed",
                               {**base, "attempts": delivery.attempts, "status": delivery.status,
-                               "error": delivery.error})
+                               "error": delivery.error, "queued": delivery.retryable})
+            if delivery.retryable:  # the outbox tries again later (resume, the server)
+                await self._queue(channel, notice)
         return delivery
+
+    async def _queue(self, channel: ChannelSettings, notice: Notice) -> None:
+        try:
+            await self._store.enqueue_work(
+                notice.transfer_id, f"notify:{notice.outcome}:{channel.name}", "notify",
+                {"channel": channel.name, "notice": notice.model_dump(mode="json")},
+                self._clock())
+        except Exception as exc:
+            log.warning("could not queue the notification for %s: %s", notice.transfer_id,
+                        _describe(exc))
+
+    async def deliver(self, transfer_id: str, entry: OutboxEntry) -> None:
+        """The outbox's retry of a queued notification (tickets refreshed from the store):
+        EndpointUnavailable when it fails again in a way that may pass, DestinationError
+        when it never will."""
+        channel = next((c for c in self._settings.channels
+                        if c.name == entry.payload["channel"]), None)
+        if channel is None:
+            raise ConfigError(f"notification channel {entry.payload['channel']!r} is no "
+                              "longer configured")
+        notice = Notice.model_validate(entry.payload["notice"])
+        fresh = await self.notice_for(transfer_id, notice.outcome)
+        notice = notice.model_copy(update={"tickets": fresh.tickets,
+                                           "ticket_links": fresh.ticket_links})
+        url = channel.url.get_secret_value()
+        try:
+            text = render_text(notice, channel.template)
+        except TemplateError:
+            text = default_text(notice)
+        body = json.dumps(build_payload(channel.kind, notice, text)).encode()
+        delivery = await self._deliver(channel, url, body, notice.outcome)
+        if not delivery.delivered:
+            kind = EndpointUnavailable if delivery.retryable else DestinationError
+            raise kind(f"notification to channel {channel.name}: {delivery.error}")
+        await self._audit(transfer_id, "notification_sent",
+                          {"channel": channel.name, "kind": channel.kind,
+                           "outcome": notice.outcome, "attempts": delivery.attempts,
+                           "status": delivery.status, "queued": True})
 
     async def _deliver(self, channel: ChannelSettings, url: str, body: bytes,
                        outcome: str) -> Delivery:
@@ -645,7 +690,7 @@ class WebhookNotifier:
                 retryable = status in (408, 425, 429) or status >= 500
             if not retryable or attempt == attempts:
                 return Delivery(channel.name, channel.kind, outcome, False, attempts=attempt,
-                                status=status, error=_scrub(error, url))
+                                status=status, error=_scrub(error, url), retryable=retryable)
             await self._sleep(self._delay(attempt, retry_after))
         raise AssertionError("unreachable")  # pragma: no cover
 

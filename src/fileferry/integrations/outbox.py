@@ -1,4 +1,4 @@
-"""A durable outbox in front of a ``Ticketing`` port: outages never stop a transfer.
+"""A durable outbox: ServiceNow or webhook outages never stop a transfer.
 
 When the ticket system is unavailable (:class:`~fileferry.errors.EndpointUnavailable`:
 timeouts, 5xx, 429 storms, an open circuit breaker), the work is queued in the store
@@ -6,12 +6,17 @@ timeouts, 5xx, 429 storms, an open circuit breaker), the work is queued in the s
 SUCCEED; the tickets read ``"pending"`` until :func:`drain` delivers the work, in the
 order it was queued, when the system is back (the CLI waits up to
 ``servicenow.flush_timeout``; ``fileferry resume`` and the server drain it later).
+A notification a channel could not take after its retries is queued the same way
+(``op`` ``notify``) by :class:`~fileferry.integrations.notify.WebhookNotifier`.
 
-Once a transfer has queued work, everything after it for that transfer is queued too:
-an update must never reach ServiceNow before the create it depends on. Other errors
-(bad credentials, a data policy) are not outages and still fail the step. Delivering
-relies on the inner port being idempotent (tickets keyed by correlation id), and a
-lease per transfer keeps two drainers (a CLI and a server) from racing on the same work.
+Work runs in lanes: the transfer's tickets are one lane, each notification channel
+another. Once a lane has queued work, everything after it in that lane is queued too
+(an update must never reach ServiceNow before the create it depends on), and a drain
+stops a lane at its first piece that still fails. Other errors (bad credentials, a
+data policy, a 4xx) are not outages: they fail the step, or, met while draining, mark
+the work failed in the audit trail. Delivering relies on each port being idempotent
+(tickets keyed by correlation id), and a lease per transfer keeps two drainers (a CLI
+and a server) from racing on the same work.
 """
 
 from __future__ import annotations
@@ -21,22 +26,34 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from fileferry.errors import EndpointUnavailable, FileFerryError
 from fileferry.store import OutboxEntry, Store
 from fileferry.workflow.models import Tickets
 from fileferry.workflow.ports import Ticketing
 
-__all__ = ["NOT_CREATED", "PENDING", "DrainReport", "OutboxTicketing", "drain", "flush"]
+__all__ = ["NOT_CREATED", "PENDING", "Deliverer", "DrainReport", "OutboxTicketing", "drain",
+           "flush", "lane"]
 
 log = logging.getLogger(__name__)
 
 PENDING = "pending"  # what a ticket number reads until the outbox delivers it
 NOT_CREATED = "not created"  # ... and after ServiceNow refused to create it for good
 LEASE_TTL = 120.0
+
+
+class Deliverer(Protocol):
+    async def deliver(self, transfer_id: str, entry: OutboxEntry) -> None:
+        """Do one piece of queued work now; EndpointUnavailable: try again later,
+        another FileFerryError: it never will succeed."""
+
+
+def lane(entry: OutboxEntry) -> str:
+    """Work in one lane is delivered in order; lanes do not wait for each other."""
+    return "tickets" if entry.op in ("create", "update") else entry.key
 
 
 @dataclass(frozen=True)
@@ -62,13 +79,14 @@ class OutboxTicketing:
             await closer()
 
     async def _queued(self, transfer_id: str) -> bool:
-        return any(e.state == "pending" for e in await self._store.work(transfer_id))
+        return any(e.state == "pending" and lane(e) == "tickets"
+                   for e in await self._store.work(transfer_id))
 
     async def _enqueue(self, transfer_id: str, key: str, op: str, payload: dict[str, Any],
                        reason: str) -> None:
         if await self._store.enqueue_work(transfer_id, key, op, payload, self._clock()):
-            log.warning("ticket work %s for %s queued: %s", key, transfer_id, reason)
-            await self._store.append_audit(transfer_id, "ticket_work_queued",
+            log.warning("ServiceNow work %s for %s queued: %s", key, transfer_id, reason)
+            await self._store.append_audit(transfer_id, "work_queued",
                                            {"work": key, "reason": reason}, self._clock())
 
     async def create(self, transfer_id: str, facts: dict[str, Any]) -> Tickets:
@@ -107,55 +125,68 @@ class OutboxTicketing:
                                 dict(entry.payload["notes"]))
 
 
-async def _drain_one(outbox: OutboxTicketing, store: Store, transfer_id: str,
+async def _settle(store: Store, transfer_id: str, entry: OutboxEntry,
+                  exc: FileFerryError) -> None:
+    """Work refused for good: recorded, never retried."""
+    await store.settle_work(transfer_id, entry.seq, state="failed", error=str(exc))
+    if entry.op == "create":
+        await store.update_transfer(transfer_id, tickets={"user": NOT_CREATED,
+                                                          "audit": NOT_CREATED})
+    await store.append_audit(transfer_id, "work_failed",
+                             {"work": entry.key, "error": type(exc).__name__,
+                              "cause": str(exc)}, time.time())
+
+
+async def _drain_one(deliverers: Mapping[str, Deliverer], store: Store, transfer_id: str,
                      owner: str) -> DrainReport:
-    now = time.time()
-    if not await store.acquire_lease(f"outbox:{transfer_id}", owner, now, LEASE_TTL):
+    if not await store.acquire_lease(f"outbox:{transfer_id}", owner, time.time(), LEASE_TTL):
         pending = sum(e.state == "pending" for e in await store.work(transfer_id))
         return DrainReport(pending=pending)  # another process is delivering it
-    delivered = failed = 0
+    delivered = failed = pending = 0
+    blocked: set[str] = set()
     try:
-        entries = [e for e in await store.work(transfer_id) if e.state == "pending"]
-        for i, entry in enumerate(entries):
+        for entry in [e for e in await store.work(transfer_id) if e.state == "pending"]:
+            deliverer = deliverers.get(entry.op)
+            if lane(entry) in blocked or deliverer is None:  # nothing configured: keep it
+                pending += 1
+                continue
             try:
-                await outbox.deliver(transfer_id, entry)
+                await deliverer.deliver(transfer_id, entry)
             except EndpointUnavailable as exc:
                 await store.settle_work(transfer_id, entry.seq, state="pending", error=str(exc))
-                return DrainReport(delivered, failed, len(entries) - i)
-            except FileFerryError as exc:  # refused for good: say so, go on with the rest
-                await store.settle_work(transfer_id, entry.seq, state="failed", error=str(exc))
-                if entry.op == "create":
-                    await store.update_transfer(transfer_id, tickets={
-                        "user": NOT_CREATED, "audit": NOT_CREATED})
-                await store.append_audit(transfer_id, "ticket_work_failed",
-                                         {"work": entry.key, "error": type(exc).__name__,
-                                          "cause": str(exc)}, time.time())
+                blocked.add(lane(entry))
+                pending += 1
+                continue
+            except FileFerryError as exc:
+                await _settle(store, transfer_id, entry, exc)
                 failed += 1
                 continue
             await store.settle_work(transfer_id, entry.seq, state="done")
-            await store.append_audit(transfer_id, "ticket_work_delivered",
+            await store.append_audit(transfer_id, "work_delivered",
                                      {"work": entry.key, "attempts": entry.attempts + 1},
                                      time.time())
             delivered += 1
-        return DrainReport(delivered, failed, 0)
+        return DrainReport(delivered, failed, pending)
     finally:
         await store.release_lease(f"outbox:{transfer_id}", owner)
 
 
-async def drain(outbox: OutboxTicketing, store: Store,
+async def drain(deliverers: Mapping[str, Deliverer], store: Store,
                 transfer_id: str | None = None) -> DrainReport:
-    """Deliver the queued work of one transfer, or of every transfer that has some."""
+    """Deliver the queued work of one transfer, or of every transfer that has some;
+    ``deliverers`` maps each ``op`` to the port that does it."""
     owner = f"{socket.gethostname()}:{os.getpid()}:outbox"
     ids = [transfer_id] if transfer_id else await store.transfers_with_pending_work()
     total = DrainReport()
     for tid in ids:
-        one = await _drain_one(outbox, store, tid, owner)
+        one = await _drain_one(deliverers, store, tid, owner)
         total = DrainReport(total.delivered + one.delivered, total.failed + one.failed,
                             total.pending + one.pending)
     return total
 
 
-async def flush(outbox: OutboxTicketing, store: Store, transfer_id: str, seconds: float,
+async def flush(deliverers: Mapping[str, Deliverer], store: Store, transfer_id: str,
+                seconds: float,
                 *, interval: float = 1.0) -> DrainReport:
     """Drain ``transfer_id``'s work until none is pending or ``seconds`` passed."""
     deadline = time.monotonic() + seconds
@@ -163,7 +194,7 @@ async def flush(outbox: OutboxTicketing, store: Store, transfer_id: str, seconds
     pending = sum(e.state == "pending" for e in await store.work(transfer_id))
     while pending and (left := deadline - time.monotonic()) > 0:
         try:
-            report = await asyncio.wait_for(drain(outbox, store, transfer_id), left)
+            report = await asyncio.wait_for(drain(deliverers, store, transfer_id), left)
         except TimeoutError:
             break
         delivered, failed, pending = (delivered + report.delivered, failed + report.failed,

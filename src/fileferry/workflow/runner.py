@@ -15,7 +15,7 @@ import socket
 import time
 from typing import Any
 
-from fileferry.errors import FileFerryError
+from fileferry.errors import LeaseHeld
 from fileferry.store import Store
 from fileferry.workflow.asl import Checkpoint, ExecutionResult, StateMachine, execute
 from fileferry.workflow.registry import (
@@ -29,12 +29,6 @@ from fileferry.workflow.steps.deps import Deps
 __all__ = ["LEASE_TTL", "LeaseHeld", "StoreJournal", "load_machine", "run_execution"]
 
 LEASE_TTL = 30.0
-
-
-class LeaseHeld(FileFerryError):
-    """Another live process runs this execution."""
-
-    exit_code = 2
 
 
 def owner_id() -> str:
