@@ -10,6 +10,7 @@ need=()
 # Debian's chromium for the dashboard's browser test (Playwright drives it; never
 # `playwright install`, which downloads a browser build of its own)
 [ -x /usr/bin/chromium ] || need+=(chromium)
+command -v gpg >/dev/null || need+=(gnupg)  # PGP encryption of routes (gpg as a pipe)
 if [ ${#need[@]} -gt 0 ]; then
   apt_install "${need[@]}"
 fi

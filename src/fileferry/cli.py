@@ -574,3 +574,7 @@ def chat(
     if offline:
         settings = offline_settings(settings)
     raise typer.Exit(_run(run_chat(settings, principal, session, as_json=as_json)))
+
+
+# run, routes, ledger, scheduler: registered on ``app`` when their module is imported
+from fileferry.automation import commands as _automation_commands  # noqa: E402, F401

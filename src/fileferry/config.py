@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from fileferry.agent.settings import AgentSettings
+from fileferry.automation.settings import PgpSettings, RouteSettings, check_routes
 from fileferry.errors import ConfigError
 from fileferry.identity.settings import PolicySettings, SecretsManagerSettings, SsoSettings
 from fileferry.integrations.notify import NotificationsSettings
@@ -154,6 +155,8 @@ class DestinationSettings(_Model):
     """JSON file like the secret; refused unless only its owner can read it (0600/0400)."""
     private_key: SecretStr | None = None
     """Key text, filled in from a secret at use; in YAML prefer private_key_file."""
+    # every file sent here is encrypted to the partner's OpenPGP key (routes may override)
+    encryption: PgpSettings | None = None
 
     @field_validator("url")
     @classmethod
@@ -291,6 +294,8 @@ class Settings(_Model):
     agent: AgentSettings = Field(default_factory=AgentSettings)
     """The chat agent: Bedrock when ``agent.model_id`` is set, else the offline planner."""
 
+    routes: dict[str, RouteSettings] = Field(default_factory=dict)
+
     @field_validator("policies")
     @classmethod
     def _policy_names(cls, value: list[PolicySettings]) -> list[PolicySettings]:
@@ -299,6 +304,10 @@ class Settings(_Model):
         if twice:
             raise ValueError(f"policy names must be unique: {', '.join(twice)}")
         return value
+    @model_validator(mode="after")
+    def _routes_known(self) -> Settings:
+        check_routes(self.routes, set(self.destinations))
+        return self
 
     @field_validator("destinations")
     @classmethod

@@ -195,7 +195,8 @@ async def submit_transfer(settings: Settings, request: TransferRequest,
                           subscribers: Sequence[ProgressSubscriber] = (),
                           sleep: Sleep | None = None, source: Any = None, *,
                           principal: Principal | None = None,
-                          wait_for_approval: bool = True) -> TransferResult:
+                          wait_for_approval: bool = True,
+                          options: dict[str, Any] | None = None) -> TransferResult:
     """Record a transfer and run its workflow to the end.
 
     ``principal`` is who asks (verified by the caller: a token, or the OS user);
@@ -203,6 +204,7 @@ async def submit_transfer(settings: Settings, request: TransferRequest,
     there is no ``sso:`` and with no groups when there is. When the policy asks
     for approval, the call waits for the decision, or with ``wait_for_approval``
     False returns ``PENDING_APPROVAL`` at once (``continue_transfer`` goes on).
+    ``options`` travel with the execution (e.g. the route a batch belongs to).
     """
     if settings.workflow.engine == "stepfunctions":  # an execution on AWS; see aws/
         from fileferry.aws.stepfunctions import submit_on_aws
@@ -214,7 +216,7 @@ async def submit_transfer(settings: Settings, request: TransferRequest,
     try:
         payload = ExecutionInput(transfer_id=request.transfer_id, requester=who.user,
                                  groups=sorted(who.groups), sources=list(request.sources),
-                                 destination=request.destination)
+                                 destination=request.destination, options=options or {})
         await ensure_transfer(payload, deps, execution_id_for(request.transfer_id))
         return await _run(deps, request.transfer_id, payload.model_dump(), resume=False,
                           park=not wait_for_approval)
@@ -250,7 +252,8 @@ async def resume_transfers(settings: Settings, transfer_id: str | None = None,
                 raise FileFerryError(f"no transfer {tid} in {settings.store.url}")
             payload = ExecutionInput(transfer_id=tid, requester=record.requester,
                                      groups=list(record.options.get("groups") or []),
-                                     sources=record.sources, destination=record.destination)
+                                     sources=record.sources, destination=record.destination,
+                                     options=record.options)
             # a resume never blocks on a pending approval: it stays PENDING_APPROVAL
             results.append(await _run(deps, tid, payload.model_dump(), resume=True, park=True))
         await drain(_deliverers(deps), store)

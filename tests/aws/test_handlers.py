@@ -35,6 +35,7 @@ EVENT_FILES = {"ValidateInputFunction": "validate_input",
                "CreateTicketsFunction": "create_tickets", "TransferFunction": "transfer",
                "ChunkedTransferFunction": "chunked_transfer",
                "VerifyDeliveryFunction": "verify_delivery",
+               "PostDeliveryFunction": "post_delivery",
                "UpdateServiceNowFunction": "update_servicenow",
                "NotifyUserFunction": "notify_user", "CleanupAndLogoutFunction": "cleanup",
                "HandleErrorFunction": "handle_error"}

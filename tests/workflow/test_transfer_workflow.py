@@ -72,7 +72,8 @@ async def test_success_runs_every_state(settings_for: SettingsFor, sshd: SshdSer
     events = await history(settings, result.transfer_id)
     entered = [e["state"] for e in events if e["event"] == "entered" and "/" not in e["path"]]
     assert entered == ["ValidateInput", "NeedsApproval", "AuthenticateSSO", "CreateTickets",
-                       "TransferFiles", "VerifyDelivery", "UpdateServiceNow", "NotifyUser",
+                       "TransferFiles", "VerifyDelivery", "PostDelivery", "UpdateServiceNow",
+                       "NotifyUser",
                        "CleanupAndLogout", "TransferComplete"]
     inner = [e["state"] for e in events if e["event"] == "entered" and "/" in e["path"]]
     assert inner.count("TransferToFTP") == 2  # one batch of small files, one file

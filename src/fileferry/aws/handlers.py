@@ -15,6 +15,7 @@ copy in ``/tmp``.
 | FileFerry-TransferFTP        | TransferFunction           | destinations      |
 | FileFerry-ChunkedTransfer    | ChunkedTransferFunction    | destinations      |
 | FileFerry-VerifyDelivery     | VerifyDeliveryFunction     | destinations      |
+| FileFerry-PostDelivery       | PostDeliveryFunction       | destinations      |
 | FileFerry-UpdateServiceNow   | UpdateServiceNowFunction   | servicenow        |
 | FileFerry-NotifyUser         | NotifyUserFunction         | notifications     |
 | FileFerry-Cleanup            | CleanupAndLogoutFunction   | destinations      |
@@ -26,8 +27,8 @@ from __future__ import annotations
 from fileferry.aws.runtime import Handler, HandlerSpec, lambda_handler
 
 __all__ = ["HANDLERS", "SPECS", "authenticate_sso", "chunked_transfer", "cleanup",
-           "create_tickets", "handle_error", "notify_user", "request_approval", "transfer",
-           "update_servicenow", "validate_input", "verify_delivery"]
+           "create_tickets", "handle_error", "notify_user", "post_delivery", "request_approval",
+           "transfer", "update_servicenow", "validate_input", "verify_delivery"]
 
 SPECS: dict[str, HandlerSpec] = {spec.step: spec for spec in (
     HandlerSpec("ValidateInputFunction", "ValidateInput", ("destinations",), "[transfer_id]"),
@@ -39,6 +40,7 @@ SPECS: dict[str, HandlerSpec] = {spec.step: spec for spec in (
                 "[transfer_id, index, chunk.checkpoint.offset]", budget=True),
     HandlerSpec("VerifyDeliveryFunction", "VerifyDelivery", ("destinations",),
                 "[transfer_id]"),
+    HandlerSpec("PostDeliveryFunction", "PostDelivery", ("destinations",), "[transfer_id]"),
     HandlerSpec("UpdateServiceNowFunction", "UpdateServiceNow", ("servicenow",),
                 "[transfer_id, outcome]"),
     HandlerSpec("NotifyUserFunction", "NotifyUser", ("notifications",),
@@ -56,6 +58,7 @@ create_tickets = lambda_handler(SPECS["CreateTicketsFunction"])
 transfer = lambda_handler(SPECS["TransferFunction"])
 chunked_transfer = lambda_handler(SPECS["ChunkedTransferFunction"])
 verify_delivery = lambda_handler(SPECS["VerifyDeliveryFunction"])
+post_delivery = lambda_handler(SPECS["PostDeliveryFunction"])
 update_servicenow = lambda_handler(SPECS["UpdateServiceNowFunction"])
 notify_user = lambda_handler(SPECS["NotifyUserFunction"])
 cleanup = lambda_handler(SPECS["CleanupAndLogoutFunction"])
@@ -69,6 +72,7 @@ HANDLERS: dict[str, Handler] = {
     "TransferFunction": transfer,
     "ChunkedTransferFunction": chunked_transfer,
     "VerifyDeliveryFunction": verify_delivery,
+    "PostDeliveryFunction": post_delivery,
     "UpdateServiceNowFunction": update_servicenow,
     "NotifyUserFunction": notify_user,
     "CleanupAndLogoutFunction": cleanup,

@@ -135,6 +135,10 @@ class CopyOptions:
     resume_existing: bool = False
     """Continue a temporary file an earlier process left (after a crash): its bytes are
     read back to rebuild the digests, then only the rest is sent."""
+    transformed: bool = False
+    """The source stream is transformed (PGP-encrypted): its size is unknown in advance,
+    it differs on every read (never resumed: each attempt starts from zero), and the
+    source's size and checksums are checked by the transform itself."""
     out_of_time: Callable[[], bool] | None = None
     """Asked after each confirmed chunk (a time budget, e.g. Lambda's 15 minutes): once it
     says yes, the bytes so far are committed and ``copy_file`` raises ``Paused``."""
@@ -203,12 +207,13 @@ async def _adopt_existing(dest: Destination, tmp: str, state: ResumeState) -> in
 
 
 async def _resume_point(dest: Destination, tmp: str, state: ResumeState,
-                        resume_existing: bool = False) -> int:
+                        resume_existing: bool = False, transformed: bool = False) -> int:
     if not state.started:
-        return await _adopt_existing(dest, tmp, state) if resume_existing else 0
+        return await _adopt_existing(dest, tmp, state) if resume_existing \
+            and not transformed else 0
     if state.sent:  # only verifying or renaming failed: nothing to send again
         return state.digests.size
-    if not dest.capabilities.supports_resume:
+    if not dest.capabilities.supports_resume or transformed:
         state.reset()
         return 0
     return state.resume_from(await _settled_size(dest, tmp))
@@ -355,7 +360,8 @@ async def _send(source: Source, dest: Destination, plan: FilePlan, tmp: str, off
         await writer.abort()
         raise
     try:
-        _check_source(plan, state.expected, state.digests, plan.size)
+        if not options.transformed:
+            _check_source(plan, state.expected, state.digests, plan.size)
     except FileFerryError:
         state.reset()
         raise
@@ -366,8 +372,9 @@ async def _attempt(source: Source, dest: Destination, plan: FilePlan, tmp: str,
                    state: ResumeState, options: CopyOptions,
                    progress: ProgressSubscriber) -> FileResult:
     fresh = not state.started
-    offset = await _resume_point(dest, tmp, state, options.resume_existing)
-    if offset > plan.size:
+    offset = await _resume_point(dest, tmp, state, options.resume_existing,
+                                 options.transformed)
+    if offset > plan.size and not options.transformed:
         state.reset()
         offset = 0
     if offset and (not fresh or options.resume_existing) and not state.sent:

@@ -11,7 +11,7 @@ import asyncio
 import getpass
 import logging
 import posixpath
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from fileferry.config import DestinationSettings, Settings
@@ -52,6 +52,9 @@ class TransferRequest:
     requester: str = field(default_factory=getpass.getuser)
     dry_run: bool = False
     transfer_id: str = field(default_factory=new_transfer_id)
+    names: Mapping[str, str] | None = None
+    """Source URI -> name below the destination directory (a route's naming template);
+    when given, only these objects are sent, also from a listed prefix."""
 
 
 def destination_settings(settings: Settings, name: str) -> DestinationSettings:
@@ -90,8 +93,12 @@ async def build_plan(source: Source, dest: Destination, name: str,
     for text in request.sources:
         uri = parse_s3_uri(text)
         for key, size, rel, sums in await _expand(source, uri):
-            target = target_path(dest.root, directory, rel)
             src = f"s3://{uri.bucket}/{key}"
+            if request.names is not None:
+                if src not in request.names:
+                    continue
+                rel = request.names[src]
+            target = target_path(dest.root, directory, rel)
             if target in seen and seen[target] != src:
                 raise ValidationError(f"{seen[target]} and {src} would both land at {target}; "
                                       "send them in separate transfers")

@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["ApprovalIn", "ChunkCheckpoint", "ChunkOut", "ChunkedTaskIn", "CleanupIn",
            "CreateTicketsIn", "ExecutionInput", "HandleErrorIn", "Handled", "NotifyIn", "Plan",
-           "SessionIn", "SessionOut", "TaskRef", "TaskResult", "Tickets", "TransferTaskIn",
-           "UpdateTicketsIn", "VerifyIn", "VerifyOut"]
+           "PostDeliveryIn", "PostDeliveryOut", "SessionIn", "SessionOut", "TaskRef",
+           "TaskResult", "Tickets", "TransferTaskIn", "UpdateTicketsIn", "VerifyIn",
+           "VerifyOut"]
 
 
 class _In(BaseModel):
@@ -175,3 +176,18 @@ class ChunkOut(TaskResult):
 class ChunkedTaskIn(TransferTaskIn):
     chunk: ChunkOut | None = None
     """The previous invocation's result (``$.chunk``), absent on the first."""
+
+
+class PostDeliveryIn(_In):
+    transfer_id: str
+    destination: str
+    delivery: VerifyOut | None = None
+
+
+class PostDeliveryOut(BaseModel):
+    """What a route's batch got after verification (all empty for other transfers)."""
+
+    route: str | None = None
+    files: int = 0
+    trigger_file: str | None = None
+    actions_failed: int = 0

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from fileferry.automation import delivery
 from fileferry.workflow import models
 from fileferry.workflow.steps import approval, chunked, finish, transfer, validate
 from fileferry.workflow.steps.deps import Deps
@@ -31,6 +32,7 @@ STEPS: dict[str, tuple[type[BaseModel], Step]] = {
     "TransferFunction": (models.TransferTaskIn, transfer.transfer_task),
     "ChunkedTransferFunction": (models.ChunkedTaskIn, chunked.chunked_transfer),
     "VerifyDeliveryFunction": (models.VerifyIn, finish.verify_delivery),
+    "PostDeliveryFunction": (models.PostDeliveryIn, delivery.post_delivery),
     "UpdateServiceNowFunction": (models.UpdateTicketsIn, finish.update_servicenow),
     "NotifyUserFunction": (models.NotifyIn, finish.notify_user),
     "CleanupAndLogoutFunction": (models.CleanupIn, finish.cleanup_and_logout),

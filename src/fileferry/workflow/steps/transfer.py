@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 
+from fileferry.automation.encryption import transfer_source
 from fileferry.config import DestinationSettings
-from fileferry.endpoints.base import Destination
+from fileferry.endpoints.base import Destination, Source
 from fileferry.errors import FileFerryError, TransferFailed
 from fileferry.models import FilePlan, FileResult
 from fileferry.store.progress import StoreProgress
@@ -49,14 +50,14 @@ def failed(progress: ProgressSubscriber, plan: FilePlan, exc: Exception) -> File
     return err
 
 
-async def _one(dest: Destination, plan: FilePlan, options: CopyOptions, deps: Deps,
-               progress: Broadcast, chunked: bool) -> FileResult:
+async def _one(source: Source, dest: Destination, plan: FilePlan, options: CopyOptions,
+               deps: Deps, progress: Broadcast, chunked: bool) -> FileResult:
     transfer = deps.settings.transfer
-    if chunked and uses_ranges(dest, plan, transfer.large_file_threshold,
-                               transfer.min_range_size, options.verify):
+    if chunked and not options.transformed and uses_ranges(
+            dest, plan, transfer.large_file_threshold, transfer.min_range_size, options.verify):
         ranges = plan_ranges(plan.size, transfer.min_range_size, transfer.max_ranges)
-        return await copy_ranges(deps.s3(), dest, plan, options, progress, ranges)
-    return await copy_file(deps.s3(), dest, plan, options, progress)
+        return await copy_ranges(source, dest, plan, options, progress, ranges)
+    return await copy_file(source, dest, plan, options, progress)
 
 
 async def transfer_task(inp: TransferTaskIn, deps: Deps) -> TaskResult:
@@ -76,14 +77,17 @@ async def transfer_task(inp: TransferTaskIn, deps: Deps) -> TaskResult:
             if errors:
                 return
             try:  # StoreProgress records the outcome (file_finished)
-                await _one(dest, plan, options, deps, progress, inp.task.kind == "chunked")
+                await _one(source, dest, plan, options, deps, progress,
+                           inp.task.kind == "chunked")
             except Exception as exc:
                 errors.append(failed(progress, plan, exc))
                 return
 
     try:
-        async with authorised_destination(deps, tid, inp.destination, purpose="transfer",
-                                          session_id=inp.session_id) as (_, dest):
+        async with transfer_source(deps, tid, inp.destination) as (source, transformed), \
+                authorised_destination(deps, tid, inp.destination, purpose="transfer",
+                                       session_id=inp.session_id) as (_, dest):
+            options.transformed = transformed
             await make_parents(dest, todo)
             await asyncio.gather(*(run(p) for p in todo))
     finally:

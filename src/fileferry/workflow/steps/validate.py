@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from typing import Literal
 
+from fileferry.automation.batch import batch_names
 from fileferry.config import TransferSettings
-from fileferry.errors import UsageError
+from fileferry.errors import SourceNotFound, UsageError
 from fileferry.models import FilePlan
 from fileferry.paths import split_destination
 from fileferry.store.models import FileRecord, TransferRecord
@@ -68,13 +69,17 @@ async def validate_input(inp: ExecutionInput, deps: Deps) -> Plan:
     dsettings = destination_settings(deps.settings, name)
     transfer = deps.settings.transfer
     request = TransferRequest(sources=inp.sources, destination=inp.destination,
-                              requester=inp.requester, transfer_id=inp.transfer_id)
+                              requester=inp.requester, transfer_id=inp.transfer_id,
+                              names=await batch_names(deps.store, inp.transfer_id, inp.options))
     async with authorised_destination(deps, inp.transfer_id, name, purpose="validate",
                                       requester=inp.requester) as (_, dest):
         plans = await build_plan(deps.s3(), dest, name, request)
         if dsettings.on_conflict == "fail":
             await refuse_existing(dest, plans, name)
         root = dest.root
+    if request.names is not None and not plans:
+        raise SourceNotFound(f"none of the {len(request.names)} object(s) selected for "
+                             f"route {inp.options.get('route')} exist any more")
     decision = await enforce_policy(inp, deps, name, plans)  # objects and size, before sending
     groups = plan_tasks(plans, transfer)
     now = deps.clock()
