@@ -156,6 +156,7 @@ class SsoEnv:
     bucket: str
     remote: Path
     store_url: str
+    config: Path
 
     @property
     def url(self) -> str:
@@ -198,4 +199,5 @@ def sso_env(tmp_path_factory: pytest.TempPathFactory, moto: MotoServer, sshd: Ss
         data["policies"] = _sso_policies(bucket)
         config.write_text(yaml.safe_dump(data), encoding="utf-8")
         with BackgroundServer(load_settings(config), port=port) as server:
-            yield SsoEnv(server, idp, bucket, remote, f"sqlite:///{workdir}/fileferry.db")
+            yield SsoEnv(server, idp, bucket, remote, f"sqlite:///{workdir}/fileferry.db",
+                         config)

@@ -6,17 +6,21 @@ the dashboard's session cookie from the code flow (HttpOnly, Lax, CSRF-checked).
 from __future__ import annotations
 
 import secrets
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
+import yaml
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from fileferry.sandbox.net import free_port
 from fileferry.store import open_store
 from tests.api.conftest import TOKEN, SsoEnv, wait_for
-from tests.helpers import seed, sha256_bytes
+from tests.helpers import cli_command, cli_env, seed, sha256_bytes
 
 
 def _send(env: SsoEnv, s3: Any, user: str, folder: str, **options: Any) -> httpx.Response:
@@ -181,3 +185,36 @@ def test_a_callback_from_another_sign_in_is_refused(sso_env: SsoEnv) -> None:
         answer = http.get("/auth/callback", params={"code": "x", "state": "forged"})
     assert answer.status_code == 400 and "state does not match" in answer.text
     assert "ff_session" not in answer.headers.get("set-cookie", "")
+
+
+def test_fileferry_serve_uses_sso(sso_env: SsoEnv, tmp_path: Path) -> None:
+    """`fileferry serve` with sso: in a child process: JWTs in, the shared token out."""
+    data = yaml.safe_load(sso_env.config.read_text(encoding="utf-8"))
+    data["store"] = {"url": f"sqlite:///{tmp_path}/serve.db"}
+    config = tmp_path / "serve.yaml"
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    port = free_port()
+    child = subprocess.Popen(cli_command("serve", "--config", config, "--port", str(port)),
+                             cwd=tmp_path, env=cli_env(None), stdin=subprocess.DEVNULL,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as http:
+            deadline = time.monotonic() + 30
+            while not _up(http):
+                assert child.poll() is None and time.monotonic() < deadline, "never started"
+                time.sleep(0.1)
+            jwt = {"Authorization": f"Bearer {sso_env.idp.mint(user='alice')}"}
+            assert http.get("/api/transfers", headers=jwt).status_code == 200
+            shared = {"Authorization": f"Bearer {TOKEN}"}
+            assert http.get("/api/transfers", headers=shared).status_code == 401
+    finally:
+        child.terminate()
+        _, err = child.communicate(timeout=30)
+    assert "SSO: bearer JWTs from" in err
+
+
+def _up(http: httpx.Client) -> bool:
+    try:
+        return http.get("/healthz").status_code == 200
+    except httpx.TransportError:
+        return False
