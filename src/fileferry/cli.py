@@ -493,6 +493,13 @@ def serve(
 
     host = host or settings.api.host
     port = settings.api.port if port is None else port
+    if settings.sso is not None:  # the app then authenticates by OIDC (fileferry.api.sso)
+        console.stderr.print(f"SSO: bearer JWTs from {settings.sso.issuer}; the dashboard "
+                             "signs in at /login", highlight=False)
+        console.stderr.print(f"FileFerry API and dashboard on http://{host}:{port}/",
+                             highlight=False)
+        uvicorn_server(settings, host, port).run()
+        return
     if token.path is None:
         console.stderr.print("API token: api.token from the configuration", highlight=False)
     else:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from fileferry.config import Settings
@@ -395,15 +395,17 @@ def check_request(settings: Settings, request: TransferRequest) -> None:
 
 
 async def record_transfer(settings: Settings, request: TransferRequest,
-                          options: dict[str, Any] | None = None) -> None:
+                          options: dict[str, Any] | None = None, *,
+                          groups: Iterable[str] = ()) -> None:
     """Check the request and record the transfer (PENDING) without running it;
-    ``run_recorded`` runs it. Recording the same id again changes nothing."""
+    ``run_recorded`` runs it (``groups``, the requester's, go to the policy check).
+    Recording the same id again changes nothing."""
     check_request(settings, request)
     store = open_store(settings.store.url)
     deps = make_deps(settings, store)
     try:
         payload = ExecutionInput(transfer_id=request.transfer_id, requester=request.requester,
-                                 sources=list(request.sources),
+                                 groups=sorted(groups), sources=list(request.sources),
                                  destination=request.destination, options=options or {})
         await ensure_transfer(payload, deps, execution_id_for(request.transfer_id))
     finally:

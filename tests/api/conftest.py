@@ -137,3 +137,67 @@ def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]
         elif not line and data:
             yield kind, json.loads("\n".join(data))
             kind, data = "message", []
+
+
+# --- a second server with sso: (tests/api/test_sso_api.py, test_dashboard_sso.py)
+
+SSO_USERS = {"alice": ("alice-pw", ["finance"]),
+             "bob": ("bob-pw", ["finance", "finance-approvers"]),
+             "carol": ("carol-pw", ["ops"])}
+
+
+@dataclass(frozen=True)
+class SsoEnv:
+    """The SSO server over its own store; ``direct/`` needs no approval, ``reviewed/``
+    waits for group finance-approvers; only group finance has a rule."""
+
+    server: BackgroundServer
+    idp: Any  # fileferry.sandbox.oidc.OidcProvider
+    bucket: str
+    remote: Path
+    store_url: str
+    config: Path
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def client(self, user: str | None = None, token: str | None = None) -> httpx.Client:
+        """A client with a fresh token for ``user`` (or ``token`` as given, or none)."""
+        token = token or (self.idp.mint(user=user) if user else None)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, timeout=30, headers=headers)
+
+
+def _sso_policies(bucket: str) -> list[dict[str, Any]]:
+    return [{"name": "finance-direct", "groups": ["finance"], "destinations": ["t"],
+             "sources": [f"s3://{bucket}/direct/*"]},
+            {"name": "finance-reviewed", "groups": ["finance"], "destinations": ["t"],
+             "sources": [f"s3://{bucket}/reviewed/*"],
+             "requires_approval": {"group": "finance-approvers", "timeout": 600}}]
+
+
+@pytest.fixture(scope="session")
+def sso_env(tmp_path_factory: pytest.TempPathFactory, moto: MotoServer, sshd: SshdServer,
+            s3: Any, servicenow: ServiceNowEmulator) -> Iterator[SsoEnv]:
+    from fileferry.sandbox.net import free_port
+    from fileferry.sandbox.oidc import OidcProvider, SandboxClient, SandboxUser
+
+    servicenow.add_user("carol", "Carol")
+    workdir, remote = tmp_path_factory.mktemp("sso"), make_remote(sshd)
+    bucket = "sso-" + secrets.token_hex(6)
+    s3.create_bucket(Bucket=bucket)
+    port = free_port()
+    users = {name: SandboxUser(pw, groups) for name, (pw, groups) in SSO_USERS.items()}
+    callback = f"http://127.0.0.1:{port}/auth/callback"
+    with OidcProvider(users=users, clients={"ff-dashboard": SandboxClient(None, [callback])}
+                      ) as idp:
+        config = write_api_config(workdir, moto, sshd, remote, servicenow)
+        data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        data["sso"] = {"issuer": idp.issuer, "audience": idp.audience,
+                       "client_id": "ff-dashboard", "session_seconds": 600}
+        data["policies"] = _sso_policies(bucket)
+        config.write_text(yaml.safe_dump(data), encoding="utf-8")
+        with BackgroundServer(load_settings(config), port=port) as server:
+            yield SsoEnv(server, idp, bucket, remote, f"sqlite:///{workdir}/fileferry.db",
+                         config)

@@ -24,7 +24,8 @@ from fileferry.api.auth import Authenticator, BearerTokenAuthenticator, api_toke
 from fileferry.api.errors import install_error_handlers
 from fileferry.api.events import EventBus, StorePoller
 from fileferry.api.metrics import ApiMetrics
-from fileferry.api.routes import chat, system, transfers
+from fileferry.api.routes import approvals, chat, login, system, transfers
+from fileferry.api.sso import CookieSigner, OidcAuthenticator, session_key
 from fileferry.api.state import ServerState
 from fileferry.api.workers import WorkerPool
 from fileferry.config import Settings
@@ -108,8 +109,17 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
         await state.store.close()
 
 
+def _default_authenticator(app: FastAPI, settings: Settings) -> Authenticator:
+    """OIDC (bearer JWTs and the dashboard's cookie) with ``sso:``, else the API token."""
+    if settings.sso is None:
+        return BearerTokenAuthenticator(api_token(settings).value)
+    app.state.signer = CookieSigner(session_key(settings))
+    return OidcAuthenticator(settings.sso, app.state.signer)
+
+
 def create_app(settings: Settings, authenticator: Authenticator | None = None) -> FastAPI:
-    """The app for ``settings``. Without ``authenticator``: the bearer token of
+    """The app for ``settings``. Without ``authenticator``: with ``sso:`` OIDC
+    (:mod:`fileferry.api.sso`), else the bearer token of
     :func:`fileferry.api.auth.api_token` (which may generate the token file)."""
     app = FastAPI(title="FileFerry", version="0.1.0", lifespan=_lifespan,
                   openapi_url=None, docs_url=None, redoc_url=None,
@@ -119,11 +129,12 @@ def create_app(settings: Settings, authenticator: Authenticator | None = None) -
     bus, metrics = EventBus(), ApiMetrics()
     app.state.ff = ServerState(settings, store, bus, metrics,
                                WorkerPool(settings, store, bus, metrics, settings.api.workers))
-    app.state.authenticator = authenticator or BearerTokenAuthenticator(
-        api_token(settings).value)
+    app.state.authenticator = authenticator or _default_authenticator(app, settings)
     install_error_handlers(app)
     app.include_router(system.router)
     app.include_router(transfers.router)
+    app.include_router(approvals.router)
+    app.include_router(login.router)
     app.include_router(chat.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 

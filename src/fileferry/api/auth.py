@@ -6,8 +6,11 @@ token the server generates into a file only its owner can read (mode 0600).
 The token is compared in constant time and never logged; only the file's path
 is printed.
 
-The identity issue plugs OIDC in by setting ``app.state.authenticator`` to
-another :class:`Authenticator`; the routes only ever see a :class:`Principal`.
+With ``sso:`` configured, ``app.state.authenticator`` is
+:class:`fileferry.api.sso.OidcAuthenticator` (a JWT from the identity provider,
+or the dashboard's session cookie) instead. The routes only ever see an
+:class:`fileferry.identity.principal.Principal`; an authenticator refuses a
+credential it cannot accept with ``InvalidToken`` (401 naming the reason).
 """
 
 from __future__ import annotations
@@ -16,14 +19,19 @@ import hmac
 import os
 import secrets
 import stat
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from fastapi import HTTPException, Request
 
 from fileferry.config import Settings
-from fileferry.errors import ConfigError
+from fileferry.errors import ConfigError, InvalidToken
+from fileferry.identity.principal import Principal
+
+if TYPE_CHECKING:
+    from fileferry.transfer.engine import TransferRequest
 
 __all__ = [
     "ApiToken",
@@ -32,6 +40,8 @@ __all__ = [
     "Principal",
     "api_token",
     "default_token_file",
+    "owner_only_secret",
+    "policy_denial",
     "requester_for",
     "require_principal",
 ]
@@ -40,18 +50,10 @@ FALLBACK_TOKEN_FILE = "~/.config/fileferry/api-token"
 TOKEN_BYTES = 32
 
 
-@dataclass(frozen=True)
-class Principal:
-    """The authenticated caller. ``method`` is how it proved itself (``token`` now;
-    ``oidc`` with the identity issue); ``subject`` names it."""
-
-    subject: str
-    method: str
-
-
 class Authenticator(Protocol):
     async def authenticate(self, request: Request) -> Principal | None:
-        """The caller, or None when the request carries no valid credential."""
+        """The caller, or None when the request carries no credential at all.
+        A credential that is refused raises InvalidToken (naming why)."""
 
 
 def _bearer(request: Request) -> str | None:
@@ -69,13 +71,18 @@ class BearerTokenAuthenticator:
         given = _bearer(request)
         if given is None or not hmac.compare_digest(given.encode(), self._token):
             return None
-        return Principal(subject="token", method="token")
+        return Principal(user="api", source="token")
 
 
 async def require_principal(request: Request) -> Principal:
     """The FastAPI dependency: the caller, or 401 with ``WWW-Authenticate: Bearer``."""
     authenticator: Authenticator = request.app.state.authenticator
-    principal = await authenticator.authenticate(request)
+    try:
+        principal = await authenticator.authenticate(request)
+    except InvalidToken as exc:  # the message names the reason, never the token
+        raise HTTPException(status_code=401, detail=f"{exc}; sign in again",
+                            headers={"WWW-Authenticate": 'Bearer error="invalid_token"'}
+                            ) from None
     if principal is None:
         raise HTTPException(status_code=401, headers={"WWW-Authenticate": "Bearer"},
                             detail="authentication required: send Authorization: Bearer "
@@ -86,9 +93,22 @@ async def require_principal(request: Request) -> Principal:
 def requester_for(principal: Principal, asked: str | None) -> str:
     """Whom a transfer is for. A token is a shared service credential, so it may name
     the requester (default ``api``); an SSO principal is the requester itself."""
-    if principal.method == "token":
+    if principal.source == "token":
         return asked or "api"
-    return principal.subject
+    return principal.user
+
+
+def policy_denial(settings: Settings, request: TransferRequest,
+                  caller: Principal) -> str | None:
+    """Why no policy lets ``caller`` send ``request`` now (None: one does). The same
+    rules ValidateInput applies (before the objects are listed, so sizes aside)."""
+    from fileferry.identity.policy import Facts, evaluate
+    from fileferry.paths import split_destination
+
+    facts = Facts(user=request.requester, groups=caller.groups, sources=request.sources,
+                  destination=split_destination(request.destination)[0], when=time.time())
+    decision = evaluate(settings.policies, facts, server_mode=settings.sso is not None)
+    return None if decision.allowed else decision.reason
 
 
 @dataclass(frozen=True)
@@ -112,11 +132,11 @@ def default_token_file(settings: Settings) -> Path:
 def _read_token_file(path: Path) -> str:
     mode = path.stat().st_mode
     if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise ConfigError(f"{path}: the API token file is readable by others (mode "
+        raise ConfigError(f"{path}: this secret file is readable by others (mode "
                           f"{stat.S_IMODE(mode):o}); run `chmod 600 {path}`")
     token = path.read_text(encoding="utf-8").strip()
     if len(token) < 16:
-        raise ConfigError(f"{path}: the API token file holds no token of 16+ characters; "
+        raise ConfigError(f"{path}: this secret file holds no secret of 16+ characters; "
                           "delete it and the server generates a new one")
     return token
 
@@ -128,8 +148,16 @@ def api_token(settings: Settings) -> ApiToken:
     if settings.api.token is not None:
         return ApiToken(settings.api.token.get_secret_value(), None)
     path = default_token_file(settings)
+    token, generated = owner_only_secret(path)
+    return ApiToken(token, path, generated=generated)
+
+
+def owner_only_secret(path: Path) -> tuple[str, bool]:
+    """The secret in ``path`` (and False), or a new one written there (and True):
+    created with O_EXCL, mode 0600, never followed through a symlink. A file others
+    can read is refused (ConfigError)."""
     try:
-        return ApiToken(_read_token_file(path), path)
+        return _read_token_file(path), False
     except FileNotFoundError:
         pass
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -137,10 +165,10 @@ def api_token(settings: Settings) -> ApiToken:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     except FileExistsError:  # another server made it meanwhile: use theirs
-        return ApiToken(_read_token_file(path), path)
+        return _read_token_file(path), False
     except OSError as exc:
-        raise ConfigError(f"cannot create the API token file {path}: {exc.strerror}; set "
-                          "api.token_file or api.token") from None
+        raise ConfigError(f"cannot create {path}: {exc.strerror}; set api.token_file "
+                          "(the directory it names must be writable)") from None
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(token + "\n")
-    return ApiToken(token, path, generated=True)
+    return token, True

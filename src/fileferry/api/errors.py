@@ -2,7 +2,8 @@
 
 * a body, query or path that does not validate: 422 ``UsageError`` naming each field;
 * FileFerry's refusals (``RefusedError``): 422, a target that exists 409;
-* an unknown transfer id or route: 404; no or a wrong token: 401;
+* an unknown transfer id or route: 404; no or a wrong token: 401; a policy or
+  approval refusal (``NotAuthorized``, ``PolicyDenied``): 403;
 * only a bug is a 500 (``InternalError``, logged), never bad input.
 """
 
@@ -19,7 +20,15 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from fileferry.api.schemas import ErrorBody, ErrorDetail
-from fileferry.errors import FileFerryError, LeaseHeld, RefusedError, TargetExists, TransferFailed
+from fileferry.errors import (
+    FileFerryError,
+    InvalidToken,
+    LeaseHeld,
+    NotAuthorized,
+    RefusedError,
+    TargetExists,
+    TransferFailed,
+)
 
 __all__ = ["ApiError", "field_errors", "install_error_handlers", "not_found", "status_for"]
 
@@ -44,6 +53,10 @@ def not_found(transfer_id: str) -> ApiError:
 
 
 def status_for(exc: FileFerryError) -> int:
+    if isinstance(exc, InvalidToken):
+        return 401
+    if isinstance(exc, NotAuthorized):  # PolicyDenied, self-approval, not in the group
+        return 403
     if isinstance(exc, TargetExists | LeaseHeld):
         return 409
     if isinstance(exc, RefusedError):

@@ -16,14 +16,15 @@ __all__ = ["Principal", "local_principal"]
 class Principal:
     """Who is acting: the user id, their groups, and where that came from.
 
-    ``source`` is ``sso`` (a verified token) or ``os`` (the local user, no SSO).
+    ``source`` is ``sso`` (a verified token), ``os`` (the local user, no SSO) or
+    ``token`` (the API's shared ``api.token``: a service credential, no groups).
     ``claims`` are the token's claims; they are never stored or logged.
     """
 
     user: str
     groups: frozenset[str] = frozenset()
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
-    source: Literal["sso", "os"] = "sso"
+    source: Literal["sso", "os", "token"] = "sso"
 
 
 def local_principal(user: str | None = None) -> Principal:

@@ -67,8 +67,14 @@ class SsoSettings(_Model):
     client_id: str | None = None
     """The dashboard's client (authorization-code flow with PKCE)."""
     client_secret: SecretStr | None = None
+    redirect_url: str | None = None
+    """Where the provider sends the browser back (``https://HOST/auth/callback``);
+    derived from the request when absent."""
+    session_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
+    """The dashboard's session cookie lives this long at most (and never past the
+    token it came from)."""
 
-    @field_validator("issuer", "jwks_url")
+    @field_validator("issuer", "jwks_url", "redirect_url")
     @classmethod
     def _secure_url(cls, value: str | None) -> str | None:
         return None if value is None else check_url(value)

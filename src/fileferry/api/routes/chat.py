@@ -17,7 +17,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from fileferry.agent.chat import ChatAgent, ChatReply, make_agent
 from fileferry.agent.launch import QueuedLauncher
-from fileferry.api.auth import Principal as Caller
 from fileferry.api.auth import requester_for, require_principal
 from fileferry.api.errors import ApiError
 from fileferry.api.schemas import ErrorBody
@@ -29,7 +28,7 @@ __all__ = ["ChatMessage", "agent_for", "principal_for", "router"]
 router = APIRouter(prefix="/api/chat", tags=["chat"],
                    responses={code: {"model": ErrorBody} for code in (401, 422)},
                    dependencies=[Depends(require_principal)])
-CallerDep = Annotated[Caller, Depends(require_principal)]
+CallerDep = Annotated[Principal, Depends(require_principal)]
 
 
 class ChatMessage(BaseModel):
@@ -42,12 +41,11 @@ class ChatMessage(BaseModel):
                                 description="confirm this plan (the plan shown last)")
 
 
-def principal_for(caller: object) -> Principal:
+def principal_for(caller: Principal) -> Principal:
     """The identity principal tools act as: an SSO principal as it is; a token caller
     (a shared service credential) as the requester ``api``, with no groups."""
-    if isinstance(caller, Principal):
+    if caller.source != "token":
         return caller
-    assert isinstance(caller, Caller)
     return Principal(user=requester_for(caller, None), source="os")
 
 

@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
-from fileferry.api.auth import Principal, requester_for, require_principal
+from fileferry.api.auth import policy_denial, requester_for, require_principal
 from fileferry.api.errors import ApiError, field_errors, not_found
 from fileferry.api.events import event_stream
 from fileferry.api.schemas import (
@@ -22,6 +22,7 @@ from fileferry.api.schemas import (
     TransfersPublic,
 )
 from fileferry.api.state import State
+from fileferry.identity.principal import Principal
 from fileferry.models import new_transfer_id
 from fileferry.services import (
     check_destination,
@@ -49,7 +50,10 @@ SSE_HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 async def create_transfer(body: TransferCreate, ff: State, caller: Caller,
                           response: Response) -> TransferPublic:
     """Record the transfer and queue it; 202 at once, before any byte moves. Sources
-    and destination are checked first: nothing is recorded for a refused request."""
+    and destination are checked first: nothing is recorded for a malformed request.
+    With ``sso:`` the requester is the token's user (``options.requester`` is only for
+    the shared api.token). A policy denial is 403 naming the rules; the transfer is
+    still recorded and run to its refusal, so the audit trail and ticket have it."""
     request = TransferRequest(sources=body.sources, destination=body.destination,
                               requester=requester_for(caller, body.options.requester),
                               transfer_id=new_transfer_id())
@@ -58,8 +62,11 @@ async def create_transfer(body: TransferCreate, ff: State, caller: Caller,
             check_sources([source])
     with field_errors("destination"):
         check_destination(ff.settings, body.destination)
-    await record_transfer(ff.settings, request, {"queued_by": "api"})
+    await record_transfer(ff.settings, request, {"queued_by": "api"}, groups=caller.groups)
     ff.pool.submit(request.transfer_id)
+    denial = policy_denial(ff.settings, request, caller)
+    if denial is not None:  # the workflow records the denial and its audit ticket
+        raise ApiError(403, "PolicyDenied", f"{request.transfer_id}: {denial}")
     view = await transfer_public(ff.settings, ff.store, request.transfer_id)
     assert view is not None  # just recorded
     response.headers["Location"] = f"/api/transfers/{request.transfer_id}"

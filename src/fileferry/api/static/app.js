@@ -2,6 +2,9 @@
 // The token comes from a #token=… fragment (never sent to the server) or the sign-in
 // form and is kept in sessionStorage; every call sends it as a bearer token. Event
 // streams are read with fetch (EventSource cannot send an Authorization header).
+// With SSO on the server (/auth/session says so) there is no token here: the session
+// is an HttpOnly cookie set by /auth/callback, and every state-changing call repeats
+// the session's CSRF token in X-CSRF-Token.
 "use strict";
 
 const KEY = "fileferry.token";
@@ -9,8 +12,28 @@ const $ = (sel) => document.querySelector(sel);
 const transfers = new Map();
 let listStream = null;
 let detailStream = null;
+const sso = { on: false, user: null, groups: [], csrf: null };
 
 function token() { return sessionStorage.getItem(KEY); }
+
+function signedIn() { return sso.on ? Boolean(sso.user) : Boolean(token()); }
+
+function authHeaders(method) {
+  if (!sso.on) return { Authorization: `Bearer ${token()}` };
+  return method && method !== "GET" ? { "X-CSRF-Token": sso.csrf } : {};
+}
+
+function toLogin() {
+  location.assign(`/login?next=${encodeURIComponent(`/${location.hash}`)}`);
+}
+
+// Once per page: is SSO on, and who is signed in (the cookie itself is unreadable here).
+async function loadSession() {
+  const res = await fetch("/auth/session", { credentials: "same-origin" });
+  const body = res.ok ? await res.json() : { sso: false };
+  Object.assign(sso, { on: Boolean(body.sso), user: body.user || null,
+                       groups: body.groups || [], csrf: body.csrf || null });
+}
 
 function takeTokenFromFragment() {
   const match = location.hash.match(/(?:^#|&)token=([^&]+)/);
@@ -21,9 +44,12 @@ function takeTokenFromFragment() {
 }
 
 async function api(path, options = {}) {
-  const headers = { Authorization: `Bearer ${token()}`, ...(options.headers || {}) };
-  const res = await fetch(path, { ...options, headers });
-  if (res.status === 401) { signOut("The token was not accepted."); throw new Error("401"); }
+  const headers = { ...authHeaders(options.method), ...(options.headers || {}) };
+  const res = await fetch(path, { ...options, headers, credentials: "same-origin" });
+  if (res.status === 401) {
+    if (sso.on) toLogin(); else signOut("The token was not accepted.");
+    throw new Error("401");
+  }
   const body = res.status === 204 ? null : await res.json();
   if (!res.ok) {
     const err = new Error(body?.error?.message || res.statusText);
@@ -35,7 +61,8 @@ async function api(path, options = {}) {
 
 // Server-Sent Events over fetch: calls onEvent(type, data) per event until the stream ends.
 async function readEvents(path, onEvent, signal) {
-  const res = await fetch(path, { headers: { Authorization: `Bearer ${token()}` }, signal });
+  const res = await fetch(path, { headers: authHeaders("GET"), signal,
+                                  credentials: "same-origin" });
   if (!res.ok) throw new Error(`${path}: ${res.status}`);
   const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -180,7 +207,7 @@ function followAll() {
   listStream = follow("/api/events", (type, ev) => update(ev.transfer), () => {
     listStream = null;
     $("#live").textContent = "reconnecting…";
-    setTimeout(() => { if (token()) { loadList().catch(() => {}); followAll(); } }, 2000);
+    setTimeout(() => { if (signedIn()) { loadList().catch(() => {}); followAll(); } }, 2000);
   });
 }
 
@@ -199,7 +226,7 @@ async function startTransfer(event) {
   const sources = $("#sources").value.split("\n").map((s) => s.trim()).filter(Boolean);
   const body = { sources, destination: `${$("#destination").value}:${$("#path").value.trim()}` };
   const requester = $("#requester").value.trim();
-  if (requester) body.options = { requester };
+  if (requester && !sso.on) body.options = { requester };
   try {
     const t = await api("/api/transfers", {
       method: "POST", headers: { "Content-Type": "application/json" },
@@ -233,6 +260,7 @@ function renderDetail(t) {
   dl.append(el("dt", { text: "Tickets" }), el("dd", {}, tickets(t)));
   $("#d-error").textContent = t.error ? `${t.error.type}: ${t.error.message}` : "";
   $("#d-cancel").hidden = FINAL.has(t.status) || t.cancel_requested;
+  if (t.status !== "PENDING_APPROVAL") $("#d-approval").hidden = true;
   if (t.files) {
     $("#files tbody").replaceChildren(...t.files.map((f) => el("tr", { "data-source": f.source },
       el("td", { class: "mono", text: f.destination }),
@@ -251,10 +279,39 @@ function renderDetail(t) {
   }
 }
 
+// A transfer waiting for approval: who asked, which group decides, and the buttons
+// for someone in that group (the server checks again: the requester gets a 403).
+async function showApproval(t) {
+  const box = $("#d-approval");
+  if (t.status !== "PENDING_APPROVAL") { box.hidden = true; return; }
+  const a = await api(`/api/transfers/${encodeURIComponent(t.transfer_id)}/approval`);
+  $("#d-approval-text").textContent = `Waiting for approval by group ${a.group} (asked by `
+    + `${a.requester}; rejected automatically at ${when(a.deadline)}).`
+    + (a.can_decide ? "" : ` ${a.why_not}.`);
+  $("#d-approval-form").hidden = !a.can_decide;
+  box.hidden = false;
+}
+
+async function decide(verdict) {
+  const id = $("#d-id").textContent;
+  const reason = $("#d-reason").value.trim();
+  try {
+    const t = await api(`/api/transfers/${encodeURIComponent(id)}/${verdict}`, {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(reason ? { reason } : {}),
+    });
+    $("#d-approval").hidden = true;
+    $("#d-decided").textContent = `${verdict === "approve" ? "Approved" : "Rejected"} by `
+      + `${sso.user || "you"}.`;
+    await showDetail(t.transfer_id);
+  } catch (err) { $("#d-error").textContent = err.message; }
+}
+
 async function showDetail(id) {
   if (detailStream) { detailStream.abort(); detailStream = null; }
   const t = await api(`/api/transfers/${encodeURIComponent(id)}`);
   renderDetail(t);
+  await showApproval(t).catch((err) => { $("#d-error").textContent = err.message; });
   if (FINAL.has(t.status)) return;
   let current = t;
   detailStream = follow(`/api/transfers/${encodeURIComponent(id)}/events`, (type, ev) => {
@@ -272,6 +329,7 @@ async function showDetail(id) {
 // --- navigation
 
 function signOut(message) {
+  if (sso.on) { location.assign("/logout"); return; }
   sessionStorage.removeItem(KEY);
   if (listStream) { listStream.abort(); listStream = null; }
   route();
@@ -280,13 +338,16 @@ function signOut(message) {
 
 async function route() {
   takeTokenFromFragment();
-  const signedIn = Boolean(token());
-  $("#login").hidden = signedIn;
-  $("#logout").hidden = !signedIn;
+  const inside = signedIn();
+  if (sso.on && !inside && location.hash !== "#/signed-out") { toLogin(); return; }
+  $("#login").hidden = inside || sso.on;
+  $("#sso-login").hidden = inside || !sso.on;
+  $("#logout").hidden = !inside;
+  $("#whoami").textContent = sso.on && sso.user ? sso.user : "";
   const detail = location.hash.match(/^#\/transfers\/([A-Za-z0-9._-]+)$/);
-  $("#list").hidden = !signedIn || Boolean(detail);
-  $("#detail").hidden = !signedIn || !detail;
-  if (!signedIn) return;
+  $("#list").hidden = !inside || Boolean(detail);
+  $("#detail").hidden = !inside || !detail;
+  if (!inside) return;
   if (detail) {
     await showDetail(detail[1]).catch((err) => { $("#d-error").textContent = err.message; });
     return;
@@ -297,7 +358,14 @@ async function route() {
 }
 
 window.addEventListener("hashchange", route);
-window.addEventListener("DOMContentLoaded", () => {
+window.addEventListener("DOMContentLoaded", async () => {
+  await loadSession().catch(() => {});
+  if (sso.on) {
+    $("#logout").textContent = "Sign out";
+    $("#requester-field").hidden = true;  // the requester is whoever signed in
+  }
+  $("#d-approve").addEventListener("click", () => decide("approve"));
+  $("#d-reject").addEventListener("click", () => decide("reject"));
   $("#login-form").addEventListener("submit", (e) => {
     e.preventDefault();
     sessionStorage.setItem(KEY, $("#token").value.trim());
