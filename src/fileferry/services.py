@@ -272,7 +272,13 @@ async def _decide(settings: Settings, transfer_id: str, principal: Principal,
                   clock: Callable[[], float]) -> dict[str, Any]:
     store = open_store(settings.store.url)
     try:
-        return await decide(store, transfer_id, principal, decision, reason, clock=clock)
+        outcome = await decide(store, transfer_id, principal, decision, reason, clock=clock)
+        if settings.workflow.engine == "stepfunctions":  # the execution waits on AWS
+            from fileferry.aws.stepfunctions import StepFunctions
+
+            request = await store.recorded("approval_request", transfer_id) or {}
+            await StepFunctions(settings.workflow).decide(str(request["callback_id"]), outcome)
+        return outcome
     finally:
         await store.close()
 

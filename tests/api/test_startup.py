@@ -3,6 +3,7 @@ transfer killed with SIGKILL half-way is finished by a server started afterwards
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import secrets
@@ -19,6 +20,8 @@ from fileferry.api.server import BackgroundServer
 from fileferry.config import load_settings
 from fileferry.sandbox.s3 import MotoServer
 from fileferry.sandbox.servicenow import ServiceNowEmulator
+from fileferry.store import open_store
+from fileferry.store.ledger import Ledger
 from tests.api.conftest import TOKEN, MiB, make_remote, wait_for, write_api_config
 from tests.helpers import cli_command, cli_env, seed
 from tests.servers.sshd import SshdServer
@@ -90,3 +93,31 @@ def test_the_server_delivers_ticket_work_queued_during_an_outage(
                 time.sleep(0.1)
         incidents = snow.records("incident")
         assert len(incidents) == 2 and {r["state"] for r in incidents} == {"6"}
+
+
+def test_the_server_runs_routes_on_their_triggers(tmp_path: Path, moto: MotoServer,
+                                                  sshd: SshdServer, s3: Any, bucket: str,
+                                                  servicenow: ServiceNowEmulator) -> None:
+    """A route polling its prefix runs inside `fileferry serve`: what lands under the
+    prefix is delivered once and recorded in the ledger."""
+    remote = make_remote(sshd)
+    seed(s3, bucket, {"out/a.csv": b"1,2\n", "out/b.csv": b"3,4\n"})
+    config = write_api_config(tmp_path, moto, sshd, remote, servicenow)
+    data = yaml.safe_load(config.read_text(encoding="utf-8"))
+    data["routes"] = {"nightly": {
+        "source": {"bucket": bucket, "prefix": "out/"}, "destination": "t:in",
+        "triggers": {"s3_events": {"poll_interval": 3600}}}}
+    config.write_text(yaml.safe_dump(data), encoding="utf-8")
+    settings = load_settings(config)
+
+    async def ledger() -> list[tuple[str, str]]:
+        async with open_store(settings.store.url) as store:
+            return sorted((e.key, e.state) for e in await Ledger(store).entries("nightly"))
+
+    want = [("out/a.csv", "delivered"), ("out/b.csv", "delivered")]
+    with BackgroundServer(settings):
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and asyncio.run(ledger()) != want:
+            time.sleep(0.2)
+    assert asyncio.run(ledger()) == want
+    assert tree(remote) == {"in/a.csv": b"1,2\n", "in/b.csv": b"3,4\n"}

@@ -202,3 +202,45 @@ async def test_the_api_workers_run_recorded_transfers_on_aws(sfn: Any, machine_a
     sfn.stop_execution(executionArn=arn, error="Cancelled", cause="test")
     result = await asyncio.wait_for(running, 30)
     assert result.status == "CANCELLED" and result.execution_id == arn
+
+
+@pytest.mark.parametrize("decision", ["approved", "rejected"])
+async def test_a_decision_reaches_the_execution_waiting_for_its_task_token(
+        decision: str, machine_arn: str, moto: Any, tmp_path: Path) -> None:
+    """AwaitApproval on AWS waits for SendTaskSuccess/Failure with its task token: the
+    approver's decision is recorded in the store and sent to Step Functions (moto
+    accepts the call; what it sends is read from the request itself)."""
+    from fileferry.identity.principal import Principal
+    from fileferry.services import approve_transfer, reject_transfer
+    from fileferry.store import TransferRecord
+
+    settings = aws_settings(moto, tmp_path, machine_arn)
+    tid, token = new_transfer_id(), "AQCEAAAAKgAAAAMAAAAAAAAAA" + secrets.token_hex(16)
+    async with open_store(settings.store.url) as store:
+        await store.create_transfer(TransferRecord(
+            transfer_id=tid, requester="alice", sources=["s3://b/k"],
+            destination="partner:", status="PENDING_APPROVAL"))
+        await store.record_once("approval_request", tid, {
+            "callback_id": token, "requester": "alice", "group": "approvers",
+            "policy": "p", "timeout": 3600, "requested_at": 1e12})
+    sent: list[tuple[str, dict[str, Any]]] = []
+    def record(params: dict[str, Any], model: Any, **_: Any) -> None:
+        sent.append((model.name, dict(params)))
+
+    events = boto3._get_default_session().events  # clients made later inherit the hook
+    events.register("provide-client-params.sfn", record)
+    bob = Principal(user="bob", groups=frozenset({"approvers"}), source="sso")
+    decide = approve_transfer if decision == "approved" else reject_transfer
+    try:
+        recorded = await decide(settings, tid, bob, "looks right")
+    finally:
+        events.unregister("provide-client-params.sfn", record)
+    assert recorded["approver"] == "bob"
+    [(operation, params)] = [(n, p) for n, p in sent if n.startswith("SendTask")]
+    assert params["taskToken"] == token
+    if decision == "approved":
+        assert operation == "SendTaskSuccess"
+        assert json.loads(params["output"]) == {"approver": "bob", "reason": "looks right"}
+    else:
+        assert operation == "SendTaskFailure" and params["error"] == "ApprovalRejected"
+        assert params["cause"] == "rejected by bob: looks right"

@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import FastAPI, Request, Response
 from fastapi.staticfiles import StaticFiles
@@ -32,6 +33,9 @@ from fileferry.config import Settings
 from fileferry.endpoints.registry import close_idle_destinations
 from fileferry.store import open_store
 from fileferry.workflow.runner import _dead_local_owner  # the runner's own takeover rule
+
+if TYPE_CHECKING:
+    from fileferry.automation.scheduler import Scheduler
 
 __all__ = ["ServerState", "create_app", "deliver_pending_work", "resume_lapsed"]
 
@@ -96,17 +100,32 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     background = [asyncio.create_task(poller.run(), name="fileferry-store-poller"),
                   asyncio.create_task(deliver_pending_work(state.settings),
                                       name="fileferry-deliver-pending")]
+    stop, scheduler = asyncio.Event(), _scheduler(state.settings)
+    if scheduler is not None:  # routes with schedules or S3 events run here
+        background.append(asyncio.create_task(scheduler.serve(stop), name="fileferry-routes"))
     await resume_lapsed(state)
     try:
         yield
     finally:
+        stop.set()
         state.bus.close()
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        if scheduler is not None:
+            await scheduler.close()
         await state.pool.stop()
         await close_idle_destinations()
         await state.store.close()
+
+
+def _scheduler(settings: Settings) -> Scheduler | None:
+    """The routes' triggers (cron schedules, S3 events or prefix polling), when any."""
+    if not any(r.triggers.schedule or r.triggers.events for r in settings.routes.values()):
+        return None
+    from fileferry.automation.scheduler import Scheduler
+
+    return Scheduler(settings)
 
 
 def _default_authenticator(app: FastAPI, settings: Settings) -> Authenticator:

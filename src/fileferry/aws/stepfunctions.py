@@ -133,6 +133,18 @@ class StepFunctions:
         await self._call("stop_execution", executionArn=execution_arn, error="Cancelled",
                          cause=cause)
 
+    async def decide(self, task_token: str, outcome: dict[str, Any]) -> None:
+        """Hand an approver's decision to the execution waiting in AwaitApproval: its
+        ``.waitForTaskToken`` task succeeds (approved) or fails with ApprovalRejected."""
+        if outcome["decision"] == "approved":
+            await self._call("send_task_success", taskToken=task_token, output=json.dumps(
+                {"approver": outcome["approver"], "reason": outcome.get("reason")}))
+        else:
+            cause = f"rejected by {outcome['approver']}" + (
+                f": {outcome['reason']}" if outcome.get("reason") else "")
+            await self._call("send_task_failure", taskToken=task_token,
+                             error="ApprovalRejected", cause=cause[:32768])
+
 
 async def initiate_transfer(settings: Settings, request: TransferRequest, store: Store,
                             sfn: StepFunctions | None = None) -> str:
