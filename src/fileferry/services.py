@@ -7,6 +7,7 @@ on the embedded runner, recorded in the state store.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -206,13 +207,15 @@ async def submit_transfer(settings: Settings, request: TransferRequest,
     False returns ``PENDING_APPROVAL`` at once (``continue_transfer`` goes on).
     ``options`` travel with the execution (e.g. the route a batch belongs to).
     """
+    who = principal or _default_principal(settings, request.requester)
     if settings.workflow.engine == "stepfunctions":  # an execution on AWS; see aws/
         from fileferry.aws.stepfunctions import submit_on_aws
 
-        return await submit_on_aws(settings, request, sleep)
+        request = dataclasses.replace(request, requester=who.user)
+        return await submit_on_aws(settings, request, sleep, groups=sorted(who.groups),
+                                   options=options)
     store = open_store(settings.store.url)
     deps = make_deps(settings, store, subscribers, sleep, source)
-    who = principal or _default_principal(settings, request.requester)
     try:
         payload = ExecutionInput(transfer_id=request.transfer_id, requester=who.user,
                                  groups=sorted(who.groups), sources=list(request.sources),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -147,15 +147,18 @@ class StepFunctions:
 
 
 async def initiate_transfer(settings: Settings, request: TransferRequest, store: Store,
-                            sfn: StepFunctions | None = None) -> str:
+                            sfn: StepFunctions | None = None, *, groups: Sequence[str] = (),
+                            options: dict[str, Any] | None = None) -> str:
     """Record the transfer (unless it is already) and start its execution; returns the
-    execution ARN, which the transfer's record then names."""
+    execution ARN, which the transfer's record then names. ``groups`` are the
+    requester's (for the policies in ValidateInput), ``options`` travel with it."""
     from fileferry.services import make_deps
     from fileferry.workflow.steps.validate import ensure_transfer
 
     sfn = sfn or StepFunctions(settings.workflow)
     payload = ExecutionInput(transfer_id=request.transfer_id, requester=request.requester,
-                             sources=list(request.sources), destination=request.destination)
+                             groups=list(groups), sources=list(request.sources),
+                             destination=request.destination, options=options or {})
     local = settings.model_copy(update={"servicenow": None})  # only the store is used here
     await ensure_transfer(payload, make_deps(local, store),
                           sfn.execution_arn(request.transfer_id))
@@ -190,7 +193,8 @@ async def get_transfer_status(settings: Settings, transfer_id: str,
 
 
 async def submit_on_aws(settings: Settings, request: TransferRequest, sleep: Sleep | None = None,
-                        sfn: StepFunctions | None = None) -> TransferResult:
+                        sfn: StepFunctions | None = None, *, groups: Sequence[str] = (),
+                        options: dict[str, Any] | None = None) -> TransferResult:
     """``fileferry transfer`` on Step Functions: start, wait for the end, report."""
     from fileferry.services import transfer_result
 
@@ -198,7 +202,8 @@ async def submit_on_aws(settings: Settings, request: TransferRequest, sleep: Sle
     pause = sleep or asyncio.sleep
     store = open_store(settings.store.url)
     try:
-        arn = await initiate_transfer(settings, request, store, sfn)
+        arn = await initiate_transfer(settings, request, store, sfn, groups=groups,
+                                      options=options)
         while (result := as_result(await sfn.describe(arn))) is None:
             await pause(settings.workflow.poll_interval)
         if result.status == "ABORTED":
