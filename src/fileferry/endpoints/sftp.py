@@ -22,6 +22,15 @@ from typing import TYPE_CHECKING, Any
 import asyncssh
 
 from fileferry.endpoints.base import Capabilities, HashName, ObjectInfo
+from fileferry.endpoints.sftp_io import (
+    STRIPE_MIN,
+    STRIPES,
+    Lane,
+    LaneSession,
+    SftpWriter,
+    drop_ignore_padding,
+    makedirs,
+)
 from fileferry.errors import (
     AuthenticationFailed,
     DestinationError,
@@ -50,8 +59,9 @@ READ_BLOCK = 256 * 1024
 EOF_PROBE = 64 * 1024
 """Read-back: the size of the last read that proves the end of the file (one request)."""
 SHELL_START_TIMEOUT = 10
-DEFAULT_SESSIONS = 2
-WRITE_SLICE = 2 * 1024 * 1024
+DEFAULT_SESSIONS = 4
+"""Connections per destination unless ``max_sessions`` says otherwise (rclone's default is
+4 transfers, each with its own): files in flight share them, a large file is striped."""
 
 
 @dataclass
@@ -176,7 +186,8 @@ class SftpDestination:
 
     Operations run on the least-busy live connection; a new one is opened when
     every connection has a file in flight and the cap allows. A connection that
-    fails is dropped, so a retry gets a fresh one.
+    fails is dropped, so a retry gets a fresh one. A file of ``STRIPE_MIN`` or
+    more is written over several connections at once (see ``sftp_io``).
     """
 
     def __init__(self, name: str, settings: DestinationSettings, compression: bool) -> None:
@@ -238,6 +249,7 @@ class SftpDestination:
             raise _host_key_error(self.name, settings, client.seen, bool(known)) from exc
         except Exception as exc:
             raise map_sftp_error(exc, f"connecting to {self.name} ({_where(settings)})") from exc
+        drop_ignore_padding(conn)
         try:
             sftp = await conn.start_sftp_client()
         except Exception as exc:
@@ -246,22 +258,41 @@ class SftpDestination:
         self.connections_opened += 1
         return _Session(conn, sftp)
 
-    async def _session(self, for_file: bool) -> _Session:
-        """The least-busy live session; a new one when all carry files and the cap allows."""
-        async with self._opening:
-            self._sessions = [s for s in self._sessions if not s.dead]
-            best = min(self._sessions, key=lambda s: s.active, default=None)
-            if best is None or (for_file and best.active > 0
-                                and len(self._sessions) < self._cap):
-                best = await self._open()
-                self._sessions.append(best)
-            if for_file:
-                best.active += 1
-            return best
+    def _pick(self, for_file: bool, avoid: list[_Session]) -> _Session | None:
+        """A live session that will do without opening one, or None."""
+        self._sessions = [s for s in self._sessions if not s.dead]
+        usable = [s for s in self._sessions if s not in avoid]
+        best = min(usable, key=lambda s: s.active, default=None)
+        if best is None or (for_file and best.active > 0 and len(self._sessions) < self._cap):
+            return None
+        return best
+
+    async def _session(self, for_file: bool,
+                       avoid: list[_Session] | None = None) -> _Session | None:
+        """The least-busy live session (not one of ``avoid``); a new one when all carry files
+        and the cap allows. Only with ``avoid`` can there be none (None)."""
+        avoid = avoid or []
+        best = self._pick(for_file, avoid)
+        if best is None:  # opening is serialised; others keep using what is there meanwhile
+            async with self._opening:
+                best = self._pick(for_file, avoid)
+                if best is None and len(self._sessions) < self._cap:
+                    best = await self._open()
+                    self._sessions.append(best)
+                elif best is None and not avoid:
+                    best = min(self._sessions, key=lambda s: s.active)
+        if best is not None and for_file:
+            best.active += 1
+        return best
+
+    async def _any_session(self, for_file: bool) -> _Session:
+        session = await self._session(for_file)
+        assert session is not None  # without ``avoid`` there always is one
+        return session
 
     @contextlib.asynccontextmanager
     async def _use(self, what: str) -> AsyncIterator[_Session]:
-        session = await self._session(for_file=False)
+        session = await self._any_session(for_file=False)
         try:
             yield session
         except FileFerryError:
@@ -279,19 +310,37 @@ class SftpDestination:
 
     async def makedirs(self, path: str) -> None:
         async with self._use(f"creating directory {path}") as session:
-            await session.sftp.makedirs(path, exist_ok=True)
+            await makedirs(session.sftp, path)
 
-    async def open_write(self, path: str, offset: int = 0, *,
-                         truncate: bool = True) -> _SftpWriter:
-        session = await self._session(for_file=True)
+    async def open_write(self, path: str, offset: int = 0, *, truncate: bool = True,
+                         size: int | None = None) -> SftpWriter:
+        """See ``Destination.open_write``; ``size`` (the whole file's, if known) decides
+        whether the file is striped over several connections."""
+        session = await self._any_session(for_file=True)
+        handle = await self._open_handle(session, path,
+                                         "wb" if truncate and not offset else "r+b")
+        striped = size is not None and size - offset >= STRIPE_MIN and self._cap > 1
+
+        async def open_lane(used: list[LaneSession]) -> Lane | None:
+            extra = await self._session(for_file=True,
+                                        avoid=[s for s in self._sessions if s in used])
+            if extra is None:
+                return None
+            return Lane(extra, await self._open_handle(extra, path, "r+b"))
+
+        return SftpWriter(Lane(session, handle), path, offset, _failed, _release,
+                          open_lane if striped else None,
+                          min(STRIPES, self._cap) if striped else 1)
+
+    async def _open_handle(self, session: _Session, path: str, mode: str) -> Any:
+        """Open ``path`` on ``session`` (which counts it); on failure the count is undone."""
         try:
-            handle = await session.sftp.open(path, "wb" if truncate and not offset else "r+b")
+            return await session.sftp.open(path, mode)
         except BaseException as exc:
             session.active -= 1  # also when cancelled: the slot must not leak
             if isinstance(exc, Exception):
                 raise _failed(session, exc, f"opening {path} for writing") from exc
             raise
-        return _SftpWriter(session, handle, path, offset)
 
     async def rename(self, src: str, dst: str, overwrite: bool) -> None:
         what = f"renaming {src} to {dst}"
@@ -371,7 +420,7 @@ class SftpDestination:
         return md5s, lines[len(ranges)].split()[0].lstrip("\\").lower()
 
     async def open_read(self, path: str) -> AsyncIterator[bytes]:
-        session = await self._session(for_file=True)
+        session = await self._any_session(for_file=True)
         try:
             async with session.sftp.open(path, "rb") as handle:
                 # Sized reads: asyncssh turns a read into as many parallel requests as it
@@ -400,52 +449,16 @@ class SftpDestination:
                 await session.conn.wait_closed()
 
 
-def _failed(session: _Session, exc: BaseException, what: str) -> FileFerryError:
+def _failed(session: LaneSession, exc: BaseException, what: str) -> FileFerryError:
     """Map the error; a connection that broke is dropped from the pool."""
     error = map_sftp_error(exc, what)
-    if isinstance(error, EndpointUnavailable):
+    if isinstance(error, EndpointUnavailable) and isinstance(session, _Session):
         session.close()
     return error
 
 
-class _SftpWriter:
-    def __init__(self, session: _Session, handle: Any, path: str, offset: int) -> None:
-        self._session = session
-        self._handle = handle
-        self._path = path
-        self._open = True
-        self.offset = offset
-
-    async def write(self, data: bytes) -> None:
-        """Write in slices: each is pipelined as parallel requests, and the SSH layer's
-        copies of the data in flight stay at one slice, not one chunk."""
-        view = memoryview(data)
-        try:
-            for start in range(0, len(view), WRITE_SLICE):
-                piece = view[start:start + WRITE_SLICE]
-                await self._handle.write(bytes(piece) if len(view) > WRITE_SLICE else data,
-                                         self.offset)
-                self.offset += len(piece)
-        except Exception as exc:
-            raise _failed(self._session, exc, f"writing {self._path}") from exc
-
-    async def commit(self) -> None:
-        try:
-            await self._handle.close()
-        except Exception as exc:
-            raise _failed(self._session, exc, f"closing {self._path}") from exc
-        finally:
-            self._release()
-
-    async def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._handle.close(), 5)
-        self._release()
-
-    def _release(self) -> None:
-        if self._open:
-            self._open = False
-            self._session.active -= 1
+def _release(session: LaneSession) -> None:
+    session.active -= 1
 
 
 def _resolve_root(path: str, home: str) -> str:

@@ -32,12 +32,13 @@ from fileferry.transfer.retry import RetryPolicy
 from fileferry.transfer.throttle import ThrottledWriter, TokenBucket
 
 __all__ = ["CopyOptions", "ResumeState", "alternative_name", "copy_file", "place",
-           "remove_quietly", "temp_name", "verify_file"]
+           "proves_md5", "remove_quietly", "temp_name", "verify_file"]
 
 log = logging.getLogger(__name__)
 MAX_RENAME_TRIES = 1000
-CHECKPOINTS = 64
-"""Digest snapshots kept per file: enough to rewind past what a server had not stored."""
+CHECKPOINTS = 256
+"""Digest snapshots kept per file (one per ``hashing.STEP``): 64 MiB back, enough to rewind
+past what a server had not stored (at most the writes in flight)."""
 
 
 def temp_name(final: str, tag: str) -> str:
@@ -55,18 +56,33 @@ def alternative_name(final: str, n: int) -> str:
 
 def _check_source(plan: FilePlan, expected: dict[str, str], digests: Digests,
                   size: int) -> None:
+    """The streamed bytes against what S3 holds (an MD5 not computed is proved later)."""
     if digests.size != size:
         raise SourceError(f"{plan.source}: S3 sent {digests.size} bytes, expected {size}")
     for algo, got in (("md5", digests.md5), ("sha256", digests.sha256)):
         want = expected.get(algo)
-        if want and want != got:
+        if want and got is not None and want != got:
             raise ChecksumMismatch(f"{plan.source}: {algo} of the streamed bytes is {got} but "
                                    f"S3 holds {want}; the copy was discarded")
 
 
+def proves_md5(dest: Destination, mode: str, expected: dict[str, str]) -> bool:
+    """Whether the destination's own MD5 will be compared with S3's, so that the client
+    need not hash MD5 at all: the server's ``md5sum`` of the file equal to the ETag proves
+    the file is the object (what rclone checks too); SHA-256 is still computed for the
+    record. Only where ``verify: auto`` asks the server for MD5 first."""
+    return mode == "auto" and "md5" in dest.capabilities.hashes and "md5" in expected
+
+
 async def verify_file(dest: Destination, path: str, digests: Digests,
-                      mode: str) -> VerifiedBy:
-    """Prove the file at ``path`` holds the streamed bytes; return how it was proved."""
+                      mode: str, source_md5: str | None = None) -> VerifiedBy:
+    """Prove the file at ``path`` holds the streamed bytes; return how it was proved.
+
+    When MD5 was not hashed while streaming (``digests.md5`` is None),
+    ``source_md5`` (S3's) stands in for it: a difference means the bytes that
+    reached the server are not the object (``ChecksumMismatch``), and a
+    read-back also checks MD5 against it.
+    """
     if mode == "none":
         return "none"
     if mode == "size":
@@ -79,13 +95,17 @@ async def verify_file(dest: Destination, path: str, digests: Digests,
         for algo, name in (("md5", "server-md5"), ("sha256", "server-sha256")):
             if algo not in dest.capabilities.hashes:
                 continue
-            want = digests.md5 if algo == "md5" else digests.sha256
+            want = (digests.md5 or source_md5) if algo == "md5" else digests.sha256
             try:
                 got = await dest.digest(path, algo)
             except DestinationError as exc:
                 log.warning("server-side %s failed (%s); reading the file back instead", algo,
                             exc)
                 break
+            if got != want and algo == "md5" and digests.md5 is None:
+                raise ChecksumMismatch(f"{path}: the server's md5 is {got} but S3 holds {want}; "
+                                       "the bytes were damaged on the way; the copy was "
+                                       "discarded")
             if got != want:
                 raise VerificationFailed(f"{path}: the server's {algo} is {got}, the bytes sent "
                                          f"hash to {want}")
@@ -95,6 +115,9 @@ async def verify_file(dest: Destination, path: str, digests: Digests,
         raise VerificationFailed(f"{path}: reading back gave {back.size} bytes with sha256 "
                                  f"{back.sha256}, sent {digests.size} bytes with "
                                  f"{digests.sha256}")
+    if digests.md5 is None and source_md5 and back.md5 != source_md5:
+        raise ChecksumMismatch(f"{path}: its md5 is {back.md5} but S3 holds {source_md5}; "
+                               "the copy was discarded")
     return "readback-sha256"
 
 
@@ -211,7 +234,7 @@ async def _open_both(source: Source, dest: Destination, plan: FilePlan, tmp: str
     refusal at the destination leaves no S3 GET open, a failed GET leaves no
     file open (the caller removes the temporary file, as before).
     """
-    opening = asyncio.ensure_future(dest.open_write(tmp, offset))
+    opening = asyncio.ensure_future(dest.open_write(tmp, offset, size=plan.size))
     getting = asyncio.ensure_future(source.open_range(plan.bucket, plan.key, start=offset))
     try:
         await asyncio.wait((opening, getting))
@@ -236,13 +259,15 @@ async def _undo(opening: asyncio.Future[Writer], getting: asyncio.Future[ByteStr
         await _close_stream(getting.result())
 
 
-async def _hash_after(previous: asyncio.Future[Digests] | None, digests: Digests,
-                      chunk: bytes) -> Digests:
-    """Hash ``chunk`` once ``previous`` has (order matters); return a snapshot after it."""
+Snapshots = list[tuple[int, Digests]]
+
+
+async def _hash_after(previous: asyncio.Future[Snapshots] | None, digests: Digests,
+                      chunk: bytes) -> Snapshots:
+    """Hash ``chunk`` once ``previous`` has (order matters); return snapshots within it."""
     if previous is not None:
         await asyncio.shield(previous)
-    await digests.update_async(chunk)
-    return digests.copy()
+    return await digests.snapshots_async(chunk)
 
 
 async def _stream(stream: ByteStream, writer: Writer, plan: FilePlan, state: ResumeState,
@@ -250,32 +275,50 @@ async def _stream(stream: ByteStream, writer: Writer, plan: FilePlan, state: Res
     """Write every chunk while hashing it in a worker thread, hashing one chunk behind.
 
     The SHA-256/MD5 of chunk *n* may still run while chunk *n+1* is written,
-    so neither waits for the other. A checkpoint (the digests at a chunk
-    boundary) is recorded only once the destination has acknowledged every
-    byte before it *and* the hash has reached it, so ``resume_from`` never
+    so neither waits for the other. A checkpoint (the digests every
+    ``hashing.STEP`` bytes) is recorded only once the destination has
+    acknowledged every byte before it (``writer.acknowledged``: writes may be
+    pipelined) *and* the hash has reached it, so ``resume_from`` never
     continues from bytes the server did not confirm. At most two chunks are
     being hashed at once (memory stays bounded); all hashing has finished
     when this returns or raises.
     """
     digests = state.digests
-    hashing: asyncio.Future[Digests] | None = None
-    written: deque[asyncio.Future[Digests]] = deque()  # acknowledged, hash maybe pending
+    hashing: asyncio.Future[Snapshots] | None = None
+    queued: deque[tuple[int, asyncio.Future[Snapshots]]] = deque()  # (chunk start, hash)
+    hashed: deque[tuple[int, Digests]] = deque()  # hash done, maybe not yet acknowledged
+    written = 0
+
+    def keep(start: int, snapshots: Snapshots) -> None:
+        hashed.extend((start + end, snapshot) for end, snapshot in snapshots)
+
+    def confirm() -> None:
+        while hashed and hashed[0][0] <= writer.acknowledged:
+            state.checkpoints.append(hashed.popleft()[1])
+
     try:
         async for chunk in stream:
             hashing = asyncio.ensure_future(_hash_after(hashing, digests, chunk))
+            queued.append((written, hashing))
             await writer.write(chunk)
-            written.append(hashing)
-            while written and (written[0].done() or len(written) > 1):
-                state.checkpoints.append(await written.popleft())
+            written += len(chunk)
+            while queued and (queued[0][1].done() or len(queued) > 1):
+                start, done = queued.popleft()
+                keep(start, await done)
+            confirm()
             progress.bytes_moved(plan, len(chunk))
-        while written:
-            state.checkpoints.append(await written.popleft())
+        while queued:
+            start, done = queued.popleft()
+            keep(start, await done)
+        confirm()
     except BaseException:
         if hashing is not None:  # let the hash chain settle; keep confirmed, hashed boundaries
             await asyncio.gather(hashing, return_exceptions=True)
-        while written and written[0].done() and not written[0].cancelled() \
-                and written[0].exception() is None:
-            state.checkpoints.append(written.popleft().result())
+        while queued and queued[0][1].done() and not queued[0][1].cancelled() \
+                and queued[0][1].exception() is None:
+            start, done = queued.popleft()
+            keep(start, done.result())
+        confirm()
         raise
 
 
@@ -295,6 +338,7 @@ async def _send(source: Source, dest: Destination, plan: FilePlan, tmp: str, off
             state.expected = {k: v for k, v in (("md5", plan.source_md5),
                                                 ("sha256", plan.source_sha256)) if v}
             state.expected.update(stream.info.checksums)
+            state.digests = Digests(md5=not proves_md5(dest, options.verify, state.expected))
         await _stream(stream, writer, plan, state, progress)
         await writer.commit()
     except BaseException:
@@ -322,13 +366,15 @@ async def _attempt(source: Source, dest: Destination, plan: FilePlan, tmp: str,
     if not state.sent:
         await _send(source, dest, plan, tmp, offset, state, options, progress)
     try:
-        verified_by = await verify_file(dest, tmp, state.digests, options.verify)
-    except VerificationFailed:
+        verified_by = await verify_file(dest, tmp, state.digests, options.verify,
+                                        state.expected.get("md5"))
+    except (VerificationFailed, ChecksumMismatch):
         state.reset()
         raise
     final = await place(dest, tmp, plan.destination, options.on_conflict)
     return FileResult(source=plan.source, destination=final, size=state.digests.size,
-                      sha256=state.digests.sha256, md5=state.digests.md5,
+                      sha256=state.digests.sha256,
+                      md5=state.digests.md5 or state.expected.get("md5"),
                       verified_by=verified_by, status="DELIVERED")
 
 
