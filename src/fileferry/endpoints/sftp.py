@@ -258,28 +258,32 @@ class SftpDestination:
         self.connections_opened += 1
         return _Session(conn, sftp)
 
-    def _pick(self, for_file: bool, avoid: list[_Session]) -> _Session | None:
-        """A live session that will do without opening one, or None."""
+    def _pick(self, for_file: bool, lane: bool) -> _Session | None:
+        """A live session that will do without opening one, or None.
+
+        For an extra ``lane`` of a striped file only an idle session will do:
+        striping over connections that already carry files gains nothing and
+        holds more data in flight.
+        """
         self._sessions = [s for s in self._sessions if not s.dead]
-        usable = [s for s in self._sessions if s not in avoid]
-        best = min(usable, key=lambda s: s.active, default=None)
+        best = min(self._sessions, key=lambda s: s.active, default=None)
+        if lane:
+            return best if best is not None and best.active == 0 else None
         if best is None or (for_file and best.active > 0 and len(self._sessions) < self._cap):
             return None
         return best
 
-    async def _session(self, for_file: bool,
-                       avoid: list[_Session] | None = None) -> _Session | None:
-        """The least-busy live session (not one of ``avoid``); a new one when all carry files
-        and the cap allows. Only with ``avoid`` can there be none (None)."""
-        avoid = avoid or []
-        best = self._pick(for_file, avoid)
+    async def _session(self, for_file: bool, lane: bool = False) -> _Session | None:
+        """The least-busy live session; a new one when all carry files and the cap allows.
+        Only for an extra ``lane`` can there be none (None)."""
+        best = self._pick(for_file, lane)
         if best is None:  # opening is serialised; others keep using what is there meanwhile
             async with self._opening:
-                best = self._pick(for_file, avoid)
+                best = self._pick(for_file, lane)
                 if best is None and len(self._sessions) < self._cap:
                     best = await self._open()
                     self._sessions.append(best)
-                elif best is None and not avoid:
+                elif best is None and not lane:
                     best = min(self._sessions, key=lambda s: s.active)
         if best is not None and for_file:
             best.active += 1
@@ -321,9 +325,8 @@ class SftpDestination:
                                          "wb" if truncate and not offset else "r+b")
         striped = size is not None and size - offset >= STRIPE_MIN and self._cap > 1
 
-        async def open_lane(used: list[LaneSession]) -> Lane | None:
-            extra = await self._session(for_file=True,
-                                        avoid=[s for s in self._sessions if s in used])
+        async def open_lane() -> Lane | None:
+            extra = await self._session(for_file=True, lane=True)
             if extra is None:
                 return None
             return Lane(extra, await self._open_handle(extra, path, "r+b"))

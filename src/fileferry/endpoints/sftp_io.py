@@ -64,14 +64,14 @@ class Lane:
 
 
 Fail = Callable[[LaneSession, BaseException, str], FileFerryError]
-OpenLane = Callable[[list[LaneSession]], Awaitable["Lane | None"]]
+OpenLane = Callable[[], Awaitable["Lane | None"]]
 
 
 class SftpWriter:
     """A ``Writer`` over one or more lanes; ``write`` returns once the data is queued.
 
     ``open_lane`` (striped files only) is asked, in the background, for up to
-    ``stripes - 1`` more lanes on other connections. ``fail`` maps an error
+    ``stripes - 1`` more lanes on other, idle connections. ``fail`` maps an error
     (and drops a broken connection from the pool). ``release`` is called once
     per lane when the writer is done with it.
     """
@@ -91,7 +91,6 @@ class SftpWriter:
         self._closed = False
         limit = getattr(first.handle, "write_len", 0) or PIECE
         self._piece = min(PIECE, limit)
-        self._cap = STRIPED_IN_FLIGHT if stripes > 1 else IN_FLIGHT
         self._opening: asyncio.Task[None] | None = None
         if open_lane is not None and stripes > 1:
             self._opening = asyncio.ensure_future(self._open_lanes(open_lane, stripes - 1))
@@ -99,7 +98,7 @@ class SftpWriter:
     async def _open_lanes(self, open_lane: OpenLane, count: int) -> None:
         for _ in range(count):
             try:
-                lane = await open_lane([lane.session for lane in self._lanes])
+                lane = await open_lane()
             except FileFerryError as exc:  # fewer lanes, not a failure
                 log.debug("no extra lane for %s: %s", self._path, exc)
                 return
@@ -118,7 +117,9 @@ class SftpWriter:
         for start in range(0, len(view), self._piece):
             piece = view[start:start + self._piece]
             lane = min(self._lanes, key=lambda item: item.in_flight)
-            while lane.in_flight >= self._cap:
+            # A lone lane keeps little in flight (a cut loses it); striped ones fill windows.
+            cap = STRIPED_IN_FLIGHT if len(self._lanes) > 1 else IN_FLIGHT
+            while lane.in_flight >= cap:
                 await self._settle_oldest()
                 lane = min(self._lanes, key=lambda item: item.in_flight)
             future = asyncio.ensure_future(lane.handle.write(piece, self.offset))
