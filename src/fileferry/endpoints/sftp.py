@@ -12,32 +12,39 @@ import contextlib
 import getpass
 import logging
 import posixpath
-import secrets
 import shlex
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
 from fileferry.endpoints.base import Capabilities, HashName, ObjectInfo
+from fileferry.endpoints.sftp_hostkeys import (
+    PinningClient,
+    fetch_host_key,
+    host_key_error,
+    known_hosts_entries,
+    pin_host_key,
+    pinned_keys,
+    where,
+)
 from fileferry.endpoints.sftp_io import (
     STRIPE_MIN,
     STRIPES,
     Lane,
     LaneSession,
     SftpWriter,
+    coalesce_sends,
     drop_ignore_padding,
     makedirs,
 )
+from fileferry.endpoints.sftp_shell import DigestShell, ShellBroken, probe_tools
 from fileferry.errors import (
     AuthenticationFailed,
     DestinationError,
     EndpointUnavailable,
     FileFerryError,
-    HostKeyMismatch,
-    HostKeyUnknown,
     PermissionDenied,
     TargetExists,
 )
@@ -45,59 +52,20 @@ from fileferry.errors import (
 if TYPE_CHECKING:
     from fileferry.config import DestinationSettings
 
-__all__ = ["SftpDestination", "fetch_host_key", "map_sftp_error", "pin_host_key"]
+__all__ = ["SftpDestination", "fetch_host_key", "map_sftp_error", "pin_host_key",
+           "pinned_keys"]
 
 log = logging.getLogger(__name__)
 
 # AES-GCM first: ~1.5x faster than the ChaCha20 default where AES-NI exists.
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
            "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"]
-PROBE = ("md5sum --version >/dev/null 2>&1 && echo md5; "
-         "sha256sum --version >/dev/null 2>&1 && echo sha256; "
-         "dd --version 2>/dev/null | grep -q coreutils && echo dd")
 READ_BLOCK = 256 * 1024
 EOF_PROBE = 64 * 1024
 """Read-back: the size of the last read that proves the end of the file (one request)."""
-SHELL_START_TIMEOUT = 10
 DEFAULT_SESSIONS = 4
 """Connections per destination unless ``max_sessions`` says otherwise (rclone's default is
 4 transfers, each with its own): files in flight share them, a large file is striped."""
-
-
-@dataclass
-class _Seen:
-    """The host key the server offered, kept for the error message."""
-
-    key: Any = None
-    fingerprint: str | None = None
-
-
-class _PinningClient(asyncssh.SSHClient):
-    """Accepts a key not in known_hosts only when it has the pinned fingerprint."""
-
-    def __init__(self, fingerprint: str | None) -> None:
-        self.fingerprint = fingerprint
-        self.seen = _Seen()
-
-    def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
-        self.seen.key = key
-        self.seen.fingerprint = key.get_fingerprint("sha256")
-        return self.fingerprint is not None and self.seen.fingerprint == self.fingerprint
-
-
-def _known_hosts_entries(path: Path, host: str, port: int) -> list[Any]:
-    if not path.exists():
-        return []
-    try:
-        matched = asyncssh.match_known_hosts(str(path), host, "", port)
-    except (OSError, ValueError):
-        return []
-    return list(matched[0]) + list(matched[1])
-
-
-def _where(settings: DestinationSettings) -> str:
-    url = settings.parsed
-    return f"{url.host}:{url.port}"
 
 
 @dataclass
@@ -108,7 +76,7 @@ class _Session:
     sftp: Any
     active: int = 0
     dead: bool = False
-    shell: _DigestShell | None = None
+    shell: DigestShell | None = None
     shell_failed: bool = False
 
     def close(self) -> None:
@@ -118,67 +86,6 @@ class _Session:
         with contextlib.suppress(Exception):
             self.sftp.exit()
         self.conn.close()
-
-
-class _ShellBroken(Exception):
-    """The persistent digest shell cannot be trusted any more (the request is retried)."""
-
-
-class _DigestShell:
-    """A long-lived ``sh`` on one connection that runs ``md5sum``/``sha256sum`` on request.
-
-    Each digest through a new exec costs a channel, a session process and a
-    shell on the server (~10 ms per file). This shell takes one command at a
-    time (``lock``), each followed by ``echo TOKEN $?`` with a fresh random
-    token, so every answer is matched to its own request; a request that
-    fails or is cancelled half-way closes the shell for good.
-    """
-
-    def __init__(self, process: Any) -> None:
-        self._process = process
-        self.lock = asyncio.Lock()
-        self.broken = False
-
-    @classmethod
-    async def start(cls, conn: Any) -> _DigestShell:
-        process = await conn.create_process("exec sh", encoding="utf-8", errors="replace")
-        shell = cls(process)
-        # Whatever the login scripts print comes before this line: skip it.
-        await asyncio.wait_for(shell._run("true"), SHELL_START_TIMEOUT)
-        return shell
-
-    async def digest(self, path: str, algorithm: HashName) -> tuple[int, str]:
-        """(exit status, output) of ``ALGsum -- PATH``; raises ``_ShellBroken``."""
-        return await self._run(f"{algorithm}sum -- {shlex.quote(path)}")
-
-    async def _run(self, command: str) -> tuple[int, str]:
-        if self.broken:
-            raise _ShellBroken("closed")
-        token = f"__fileferry_{secrets.token_hex(8)}"
-        try:
-            self._process.stdin.write(f"{command} 2>&1; echo \"{token} $?\"\n")
-            lines: list[str] = []
-            while True:
-                line = await self._process.stdout.readline()
-                if not line:
-                    raise _ShellBroken("the shell ended")
-                if line.startswith(token + " "):
-                    return int(line.split()[1]), "".join(lines)
-                lines.append(line)
-        except _ShellBroken:
-            self.close()
-            raise
-        except Exception as exc:
-            self.close()
-            raise _ShellBroken(repr(exc)) from exc
-        except BaseException:  # cancelled half-way: the next answer would be this one's
-            self.close()
-            raise
-
-    def close(self) -> None:
-        self.broken = True
-        with contextlib.suppress(Exception):
-            self._process.close()
 
 
 class SftpDestination:
@@ -208,7 +115,7 @@ class SftpDestination:
         first = await dest._open()
         try:
             home = await first.sftp.realpath(".")
-            tools = await _probe_tools(first.conn)
+            tools = await probe_tools(first.conn)
         except Exception as exc:
             first.close()
             raise map_sftp_error(exc, f"starting SFTP on {name}") from exc
@@ -226,8 +133,8 @@ class SftpDestination:
 
     async def _open(self) -> _Session:
         settings, url = self.settings, self.settings.parsed
-        known = _known_hosts_entries(settings.known_hosts_path, url.host, url.port)
-        client = _PinningClient(settings.host_key_fingerprint)
+        known = known_hosts_entries(settings.known_hosts_path, url.host, url.port)
+        client = PinningClient(settings.host_key_fingerprint)
         options: dict[str, Any] = {
             "username": url.username or getpass.getuser(),
             "known_hosts": str(settings.known_hosts_path) if known else ([], [], []),
@@ -246,10 +153,11 @@ class SftpDestination:
         try:
             conn = await asyncssh.connect(url.host, url.port, **options)
         except asyncssh.HostKeyNotVerifiable as exc:
-            raise _host_key_error(self.name, settings, client.seen, bool(known)) from exc
+            raise host_key_error(self.name, settings, client.seen, bool(known)) from exc
         except Exception as exc:
-            raise map_sftp_error(exc, f"connecting to {self.name} ({_where(settings)})") from exc
+            raise map_sftp_error(exc, f"connecting to {self.name} ({where(settings)})") from exc
         drop_ignore_padding(conn)
+        coalesce_sends(conn)
         try:
             sftp = await conn.start_sftp_client()
         except Exception as exc:
@@ -388,22 +296,17 @@ class SftpDestination:
                 return None
             session.shell_failed = True  # until it has started
             try:
-                session.shell = await _DigestShell.start(session.conn)
+                session.shell = await DigestShell.start(session.conn)
             except Exception as exc:
                 log.debug("no persistent shell on %s (%s); using one exec per digest",
                           self.name, exc)
                 return None
             session.shell_failed = False
-        shell = session.shell
-        if shell.lock.locked():
+        try:
+            status, out = await session.shell.digest(path, algorithm)
+        except ShellBroken as exc:
+            log.debug("the persistent shell on %s ended (%s); using an exec", self.name, exc)
             return None
-        async with shell.lock:
-            try:
-                status, out = await shell.digest(path, algorithm)
-            except _ShellBroken as exc:
-                log.debug("the persistent shell on %s ended (%s); using an exec", self.name,
-                          exc)
-                return None
         return (status, out, "") if status == 0 else (status, "", out)
 
     async def digest_ranges(self, path: str,
@@ -468,84 +371,6 @@ def _resolve_root(path: str, home: str) -> str:
     if path == "~" or path.startswith("~/"):
         path = home.rstrip("/") + path[1:]
     return posixpath.normpath(path) if path != "/" else "/"
-
-
-async def _probe_tools(conn: Any) -> set[str]:
-    """Which of md5sum, sha256sum and GNU dd the account can run (none if SFTP-only)."""
-    try:
-        result = await conn.run(PROBE, input="", check=False, timeout=10)
-    except Exception:
-        return set()
-    return set(str(result.stdout or "").split()) & {"md5", "sha256", "dd"}
-
-
-async def fetch_host_key(settings: DestinationSettings) -> Any:
-    """The host key the server presents (no authentication, nothing trusted)."""
-    url = settings.parsed
-    try:
-        key = await asyncio.wait_for(asyncssh.get_server_host_key(url.host, url.port),
-                                     settings.connect_timeout)
-    except Exception as exc:
-        raise map_sftp_error(exc, f"fetching the host key of {_where(settings)}") from exc
-    if key is None:
-        raise EndpointUnavailable(f"{_where(settings)} presented no host key")
-    return key
-
-
-def pin_host_key(settings: DestinationSettings, key: Any, replace: bool = False) -> Path:
-    """Add ``key`` for the destination's host to its known_hosts file.
-
-    With ``replace``, lines already naming exactly this host are dropped first.
-    """
-    url = settings.parsed
-    host = url.host if url.port == 22 else f"[{url.host}]:{url.port}"
-    path = settings.known_hosts_path
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
-    if replace:
-        lines = [ln for ln in lines if not _names_host(ln, url.host, url.port)]
-    lines.append(f"{host} {key.export_public_key('openssh').decode().strip()}\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
-    tmp.chmod(0o600)
-    tmp.replace(path)
-    return path
-
-
-def _names_host(line: str, host: str, port: int) -> bool:
-    """Whether one known_hosts line applies to host:port (hashed names included)."""
-    if not line.strip() or line.lstrip().startswith("#"):
-        return False
-    try:
-        keys, cas, *_ = asyncssh.match_known_hosts(line.encode(), host, "", port)
-    except (ValueError, asyncssh.KeyImportError):
-        return False
-    return bool(keys or cas)
-
-
-def pinned_keys(settings: DestinationSettings) -> list[Any]:
-    url = settings.parsed
-    return _known_hosts_entries(settings.known_hosts_path, url.host, url.port)
-
-
-def _host_key_error(name: str, settings: DestinationSettings, seen: _Seen,
-                    had_entries: bool) -> FileFerryError:
-    offered = seen.fingerprint or "(none offered)"
-    where = _where(settings)
-    if settings.host_key_fingerprint:
-        return HostKeyMismatch(
-            f"host key for {where} ({offered}) does not match the pinned fingerprint "
-            f"{settings.host_key_fingerprint}; if the partner rotated it, confirm the new "
-            f"fingerprint with them and update destinations.{name}.host_key_fingerprint")
-    if had_entries:
-        return HostKeyMismatch(
-            f"host key for {where} does not match the pinned key in "
-            f"{settings.known_hosts_path} (server offered {offered}); if the partner rotated "
-            f"it, confirm with them, then run `fileferry hostkey {name} --pin --replace`")
-    return HostKeyUnknown(
-        f"no pinned host key for {where} in {settings.known_hosts_path} (server offered "
-        f"{offered}); confirm the fingerprint with the partner, then run "
-        f"`fileferry hostkey {name} --pin` or set destinations.{name}.host_key_fingerprint")
 
 
 def map_sftp_error(exc: BaseException, what: str) -> FileFerryError:
