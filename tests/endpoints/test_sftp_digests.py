@@ -108,3 +108,47 @@ async def test_read_back_is_exact(dest: SftpDestination, size: int) -> None:
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
     path = await put(dest, f"r{size}.bin", data)
     assert b"".join([c async for c in dest.open_read(path)]) == data
+
+
+FOLLOWED = 40 * 1024 * 1024  # above FOLLOW_MIN: the server hashes while it is written
+
+
+async def put_followed(dest: SftpDestination, name: str, data: bytes) -> str:
+    """Write ``data`` announcing that its MD5 will be asked for."""
+    path = posixpath.join(dest.root, name)
+    writer = await dest.open_write(path, size=len(data), digest="md5")
+    for start in range(0, len(data), 3 * 1024 * 1024):  # pieces that do not line up
+        await writer.write(data[start:start + 3 * 1024 * 1024])
+    await writer.commit()
+    return path
+
+
+@pytest.mark.parametrize("name", ["followed.bin", "quote'd $(touch pwned) x.bin"])
+async def test_a_digest_computed_while_writing(dest: SftpDestination, remote_dir: Path,
+                                               name: str) -> None:
+    data = bytes(range(256)) * (FOLLOWED // 256) + b"tail"
+    path = await put_followed(dest, name, data)
+    assert path in dest._streamed, "the server hashed the file while it was written"
+    assert await dest.digest(path, "md5") == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    assert path not in dest._streamed  # used once; the next digest runs md5sum
+    assert await dest.digest(path, "md5") == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    assert not (remote_dir / "pwned").exists()
+
+
+async def test_a_broken_follower_falls_back_to_md5sum(dest: SftpDestination) -> None:
+    data = b"\x07" * FOLLOWED
+    path = await put_followed(dest, "broken.bin", data)
+    follower, _ = dest._streamed[path]
+    follower._process.close()  # the exec dies before its answer
+    await asyncio.sleep(0.05)
+    assert await dest.digest(path, "md5") == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+async def test_a_rewritten_file_is_hashed_again(dest: SftpDestination) -> None:
+    path = await put_followed(dest, "again.bin", b"\x01" * FOLLOWED)
+    writer = await dest.open_write(path)  # replaced without a follower
+    await writer.write(b"short")
+    await writer.commit()
+    assert path not in dest._streamed
+    assert await dest.digest(path, "md5") == hashlib.md5(b"short",
+                                                         usedforsecurity=False).hexdigest()

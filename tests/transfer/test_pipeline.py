@@ -122,7 +122,8 @@ class Dest:
         self.error = error
         self.writer = Writer()
 
-    async def open_write(self, path: str, offset: int = 0, size: int | None = None) -> Writer:
+    async def open_write(self, path: str, offset: int = 0, size: int | None = None,
+                         digest: str | None = None) -> Writer:
         if self.error:
             raise self.error
         return self.writer

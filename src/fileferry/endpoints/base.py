@@ -122,13 +122,16 @@ class Destination(Protocol):
         ...
 
     async def open_write(self, path: str, offset: int = 0, *, truncate: bool = True,
-                         size: int | None = None) -> Writer:
+                         size: int | None = None, digest: HashName | None = None) -> Writer:
         """Open ``path`` for writing. ``offset`` 0 creates or truncates.
 
         A non-zero ``offset`` (or ``truncate=False``) needs
         ``supports_offset_writes``, requires the file to exist and keeps its
         bytes; past the end of the file the gap reads as zeros. ``size``, the
         whole file's when known, lets an endpoint choose how to carry it.
+        ``digest`` (one of ``capabilities.hashes``) announces that ``digest``
+        will be asked for once the file is written: an endpoint may compute
+        it while the file is being written.
         """
         ...
 

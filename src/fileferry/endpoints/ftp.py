@@ -247,10 +247,11 @@ class FtpDestination:
             self._known_dirs.update(todo)
 
     async def open_write(self, path: str, offset: int = 0, *, truncate: bool = True,
-                         size: int | None = None) -> _FtpWriter:
+                         size: int | None = None, digest: HashName | None = None) -> _FtpWriter:
         """Start ``STOR`` (``REST offset`` first when resuming); holds one session.
 
-        ``size`` is not needed: one data connection carries the whole file."""
+        ``size`` and ``digest`` are not used: one data connection carries the
+        whole file, and the server hashes it when asked (``HASH``)."""
         conn = await self._pool.acquire()
         try:
             def start() -> socket.socket:

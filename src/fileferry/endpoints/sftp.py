@@ -39,7 +39,7 @@ from fileferry.endpoints.sftp_io import (
     drop_ignore_padding,
     makedirs,
 )
-from fileferry.endpoints.sftp_shell import DigestShell, ShellBroken, probe_tools
+from fileferry.endpoints.sftp_shell import DigestShell, Follower, ShellBroken, probe_tools
 from fileferry.errors import (
     AuthenticationFailed,
     DestinationError,
@@ -63,6 +63,8 @@ CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
 READ_BLOCK = 256 * 1024
 EOF_PROBE = 64 * 1024
 """Read-back: the size of the last read that proves the end of the file (one request)."""
+FOLLOW_MIN = 32 * 1024 * 1024
+"""Files from this size get their digest computed on the server while they are written."""
 DEFAULT_SESSIONS = 4
 """Connections per destination unless ``max_sessions`` says otherwise (rclone's default is
 4 transfers, each with its own): files in flight share them, a large file is striped."""
@@ -107,6 +109,9 @@ class SftpDestination:
         self._sessions: list[_Session] = []
         self._opening = asyncio.Lock()
         self.connections_opened = 0
+        self._tools: set[str] = set()
+        self._streamed: dict[str, tuple[Follower, int]] = {}
+        """path → a digest computed while it was written, and the size it covers."""
 
     @classmethod
     async def connect(cls, name: str, settings: DestinationSettings,
@@ -124,6 +129,7 @@ class SftpDestination:
         atomic = (bool(getattr(handler, "_supports_posix_rename", False))
                   or first.sftp.version >= 5)
         hashes = frozenset(h for h in ("md5", "sha256") if h in tools)
+        dest._tools = tools
         dest.capabilities = Capabilities(hashes=hashes,
                                          supports_offset_writes=True,
                                          supports_atomic_rename=atomic, supports_resume=True,
@@ -225,12 +231,22 @@ class SftpDestination:
             await makedirs(session.sftp, path)
 
     async def open_write(self, path: str, offset: int = 0, *, truncate: bool = True,
-                         size: int | None = None) -> SftpWriter:
+                         size: int | None = None, digest: HashName | None = None) -> SftpWriter:
         """See ``Destination.open_write``; ``size`` (the whole file's, if known) decides
-        whether the file is striped over several connections."""
+        whether the file is striped over several connections, ``digest`` whether the
+        server hashes it while it is written (``sftp_shell.Follower``)."""
+        self._forget(path)
         session = await self._any_session(for_file=True)
-        handle = await self._open_handle(session, path,
-                                         "wb" if truncate and not offset else "r+b")
+        follow = (digest is not None and digest in self.capabilities.hashes and not offset
+                  and truncate and size is not None and size >= FOLLOW_MIN
+                  and "dd" in self._tools)
+        opening = self._open_handle(session, path, "wb" if truncate and not offset else "r+b")
+        if follow:
+            assert digest is not None
+            handle, follower = await asyncio.gather(opening, self._follower(session, path,
+                                                                            digest))
+        else:
+            handle, follower = await opening, None
         striped = size is not None and size - offset >= STRIPE_MIN and self._cap > 1
 
         async def open_lane() -> Lane | None:
@@ -239,9 +255,27 @@ class SftpDestination:
                 return None
             return Lane(extra, await self._open_handle(extra, path, "r+b"))
 
+        def done(finished: Follower, stored: int) -> None:
+            self._streamed[path] = (finished, stored)
+
         return SftpWriter(Lane(session, handle), path, offset, _failed, _release,
                           open_lane if striped else None,
-                          min(STRIPES, self._cap) if striped else 1)
+                          min(STRIPES, self._cap) if striped else 1, follower, done)
+
+    async def _follower(self, session: _Session, path: str,
+                        digest: HashName) -> Follower | None:
+        """The server hashing ``path`` as it is written; None if that cannot start."""
+        try:
+            return await Follower.start(session.conn, path, digest)
+        except Exception as exc:
+            log.debug("no digest while writing %s (%s); md5sum afterwards", path, exc)
+            return None
+
+    def _forget(self, path: str) -> None:
+        """Drop a digest computed while ``path`` was written (it is being replaced)."""
+        entry = self._streamed.pop(path, None)
+        if entry is not None:
+            entry[0].abort()
 
     async def _open_handle(self, session: _Session, path: str, mode: str) -> Any:
         """Open ``path`` on ``session`` (which counts it); on failure the count is undone."""
@@ -254,6 +288,8 @@ class SftpDestination:
             raise
 
     async def rename(self, src: str, dst: str, overwrite: bool) -> None:
+        self._forget(src)
+        self._forget(dst)
         what = f"renaming {src} to {dst}"
         async with self._use(what) as session:
             try:
@@ -270,11 +306,25 @@ class SftpDestination:
                 raise
 
     async def remove(self, path: str) -> None:
+        self._forget(path)
         async with self._use(f"removing {path}") as session:
             with contextlib.suppress(asyncssh.SFTPNoSuchFile):
                 await session.sftp.remove(path)
 
     async def digest(self, path: str, algorithm: HashName) -> str:
+        """The server's digest of ``path``: the one computed while this process wrote it,
+        when there is one for ``algorithm``, else ``md5sum``/``sha256sum`` now."""
+        entry = self._streamed.pop(path, None)
+        if entry is not None:
+            follower, size = entry
+            if follower.algorithm == algorithm:
+                streamed = await follower.result(size)
+                if streamed is not None:
+                    return streamed
+                log.debug("the digest of %s while writing failed; running %ssum", path,
+                          algorithm)
+            else:
+                follower.abort()
         async with self._use(f"running {algorithm}sum on {self.name}") as session:
             answer = await self._digest_in_shell(session, path, algorithm)
             if answer is None:  # no shell, or it is busy with another file: one exec
@@ -347,6 +397,9 @@ class SftpDestination:
             session.active -= 1
 
     async def close(self) -> None:
+        for follower, _ in self._streamed.values():
+            follower.abort()
+        self._streamed.clear()
         sessions, self._sessions = self._sessions, []
         for session in sessions:
             session.close()

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import asyncssh
 from asyncssh.constants import MSG_IGNORE
 
+from fileferry.endpoints.sftp_shell import FOLLOW_STEP
 from fileferry.errors import FileFerryError
 
 __all__ = ["COALESCE_MAX", "IN_FLIGHT", "PIECE", "STRIPED_IN_FLIGHT", "STRIPES", "STRIPE_MIN",
@@ -78,7 +79,8 @@ class SftpWriter:
 
     def __init__(self, first: Lane, path: str, offset: int, fail: Fail,
                  release: Callable[[LaneSession], None], open_lane: OpenLane | None = None,
-                 stripes: int = 1) -> None:
+                 stripes: int = 1, follower: Any = None,
+                 done: Callable[[Any, int], None] | None = None) -> None:
         self._lanes = [first]
         self._path = path
         self._fail = fail
@@ -89,6 +91,8 @@ class SftpWriter:
         self._pending: deque[tuple[int, Lane, int, asyncio.Future[Any]]] = deque()
         self._error: FileFerryError | None = None
         self._closed = False
+        self._follower = follower  # told about confirmed bytes (``sftp_shell.Follower``)
+        self._done = done  # handed the follower and the size once every byte is stored
         limit = getattr(first.handle, "write_len", 0) or PIECE
         self._piece = min(PIECE, limit)
         self._opening: asyncio.Task[None] | None = None
@@ -146,6 +150,8 @@ class SftpWriter:
             return
         if self._error is None:
             self.acknowledged = end - self._start
+            if self._follower is not None and end - self._follower.fed >= FOLLOW_STEP:
+                self._follower.feed(end)
 
     async def _settle_oldest(self) -> None:
         future = self._pending[0][3]  # stays pending (abort cancels it) if we are cancelled
@@ -174,8 +180,14 @@ class SftpWriter:
             except Exception as exc:
                 errors.append(self._fail(lane.session, exc, f"closing {self._path}"))
         self._release_all()
+        follower, self._follower = self._follower, None
         if errors:
+            if follower is not None:
+                follower.abort()
             raise errors[0]
+        if follower is not None and self._done is not None:
+            follower.feed(self.offset)
+            self._done(follower, self.offset)
 
     async def abort(self) -> None:
         """Cancel what is in flight and close the handles; errors are ignored."""
@@ -187,6 +199,9 @@ class SftpWriter:
         for lane in self._lanes:
             await _close_quietly(lane.handle)
         self._release_all()
+        if self._follower is not None:
+            self._follower.abort()
+            self._follower = None
 
     async def _stop_opening(self) -> None:
         self._closed = True

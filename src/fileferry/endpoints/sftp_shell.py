@@ -14,7 +14,8 @@ from typing import Any
 
 from fileferry.endpoints.base import HashName
 
-__all__ = ["PROBE", "SHELL_START_TIMEOUT", "DigestShell", "ShellBroken", "probe_tools"]
+__all__ = ["FOLLOW_STEP", "PROBE", "SHELL_START_TIMEOUT", "DigestShell", "Follower", "ShellBroken",
+           "probe_tools"]
 
 PROBE = ("md5sum --version >/dev/null 2>&1 && echo md5; "
          "sha256sum --version >/dev/null 2>&1 && echo sha256; "
@@ -117,3 +118,71 @@ async def probe_tools(conn: Any) -> set[str]:
     except Exception:
         return set()
     return set(str(result.stdout or "").split()) & {"md5", "sha256", "dd"}
+
+
+FOLLOW_STEP = 16 * 1024 * 1024
+"""The follower is told about confirmed bytes in steps of this (one ``dd`` each)."""
+
+
+class Follower:
+    """The server's digest of a file computed while the file is being written.
+
+    An exec runs ``while read off len; do dd …; done | md5sum`` on the server:
+    each line names a range the SFTP server has already confirmed (in order,
+    from 0), ``dd`` reads it from the file, and ``md5sum`` hashes the
+    concatenation. When the writer has fed the last range and closed the
+    input, the digest is ready moments later instead of after a second read
+    of the whole file, so the check overlaps the transfer. Its strength is
+    that of ``md5sum`` after the fact: both read what the server stored. If
+    ``dd`` fails or a range is missing, ``result`` says None and the caller
+    runs ``md5sum`` as usual.
+    """
+
+    def __init__(self, process: Any, algorithm: HashName) -> None:
+        self._process = process
+        self.algorithm = algorithm
+        self.fed = 0
+        self._closed = False
+
+    @classmethod
+    async def start(cls, conn: Any, path: str, algorithm: HashName) -> Follower:
+        quoted = shlex.quote(path)
+        command = ("while read -r off len; do dd if=" + quoted + " iflag=skip_bytes,count_bytes"
+                   ' skip="$off" count="$len" bs=1M status=none || exit 1; done'
+                   " && echo __fileferry_ok >&2; } | " + f"{algorithm}sum")
+        process = await conn.create_process("{ " + command, encoding="utf-8",
+                                            errors="replace")
+        return cls(process, algorithm)
+
+    def feed(self, upto: int) -> None:
+        """Hash the file up to ``upto`` (bytes confirmed in order), if that is further."""
+        if self._closed or upto <= self.fed:
+            return
+        try:
+            self._process.stdin.write(f"{self.fed} {upto - self.fed}\n")
+        except Exception:  # the exec is gone: result() will say None
+            self._closed = True
+            return
+        self.fed = upto
+
+    async def result(self, size: int) -> str | None:
+        """The digest of bytes [0, ``size``), or None if it cannot be trusted."""
+        if self._closed or self.fed != size:
+            self.abort()
+            return None
+        self._closed = True
+        try:
+            self._process.stdin.write_eof()
+            out, err = await asyncio.gather(self._process.stdout.read(),
+                                            self._process.stderr.read())
+            await self._process.wait_closed()
+        except Exception:
+            return None
+        if "__fileferry_ok" not in err or not out.split():
+            return None
+        return str(out.split()[0]).lstrip("\\").lower()
+
+    def abort(self) -> None:
+        self._closed = True
+        with contextlib.suppress(Exception):
+            self._process.close()

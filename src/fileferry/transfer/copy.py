@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from tenacity import RetryCallState
 
-from fileferry.endpoints.base import ByteStream, Destination, Source, Writer
+from fileferry.endpoints.base import ByteStream, Destination, HashName, Source, Writer
 from fileferry.errors import (
     ChecksumMismatch,
     DestinationError,
@@ -227,14 +227,14 @@ async def _close_stream(stream: ByteStream) -> None:
 
 
 async def _open_both(source: Source, dest: Destination, plan: FilePlan, tmp: str,
-                     offset: int) -> tuple[Writer, ByteStream]:
+                     offset: int, digest: HashName | None = None) -> tuple[Writer, ByteStream]:
     """Open the temporary file and the S3 GET at the same time (one round trip, not two).
 
     If either fails, the other is closed again before the error propagates: a
     refusal at the destination leaves no S3 GET open, a failed GET leaves no
     file open (the caller removes the temporary file, as before).
     """
-    opening = asyncio.ensure_future(dest.open_write(tmp, offset, size=plan.size))
+    opening = asyncio.ensure_future(dest.open_write(tmp, offset, size=plan.size, digest=digest))
     getting = asyncio.ensure_future(source.open_range(plan.bucket, plan.key, start=offset))
     try:
         await asyncio.wait((opening, getting))
@@ -330,7 +330,10 @@ async def _send(source: Source, dest: Destination, plan: FilePlan, tmp: str, off
         _check_source(plan, state.expected, state.digests, plan.size)
         state.sent = True
         return
-    writer, stream = await _open_both(source, dest, plan, tmp, offset)
+    # verify_file asks the server for MD5 first: it may hash while the file is written.
+    digest: HashName | None = "md5" if options.verify == "auto" and \
+        "md5" in dest.capabilities.hashes else None
+    writer, stream = await _open_both(source, dest, plan, tmp, offset, digest)
     if options.bucket is not None:
         writer = ThrottledWriter(writer, options.bucket)
     try:
