@@ -10,6 +10,7 @@ import datetime
 import getpass
 import hashlib
 import os
+import pickle
 import shutil
 import signal
 import sys
@@ -81,6 +82,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline-src", type=Path, metavar="DIR", help="also run the "
                         "fileferry package in DIR (e.g. an older copy) as a row of every case, "
                         "so that before/after ratios come from the same rounds")
+    parser.add_argument("--state", type=Path, metavar="FILE", help="also save the run's "
+                        "results here (pickle), for --render")
+    parser.add_argument("--render", type=Path, metavar="FILE", help="run nothing: write the "
+                        "documents again from a --state file (e.g. after editing limits.md)")
     args = parser.parse_args(argv)
     if args.quick:
         args.scale = QUICK_SCALE
@@ -288,24 +293,10 @@ class Run:
             sshd_sessions_counted=self.adopted, transports=self.transports,
             configurations={k: v.replace(str(ctx.workdir), "$WORK")
                             for k, v in configurations.items()}, raw_report=raw)
-        targets = report.evaluate_targets(self.results, self.overhead)
-        if self.results:
-            self.console.print(report.summary_table(self.results))
-        for t in targets:
-            self.console.print(f"  {t.status:>7}  {t.target.text}: {t.shown}", highlight=False)
-        if args.output:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            args.output.write_text(results.raw_markdown(meta, self.results, self.overhead,
-                                                        targets), encoding="utf-8")
-            self.console.print(f"raw report written to {args.output}")
-        if args.write_results:
-            bench = REPO / "bench"
-            (bench / "RESULTS.md").write_text(results.results_markdown(
-                meta, self.results, self.overhead, targets), encoding="utf-8")
-            (bench / "results.json").write_text(results.results_json(
-                meta, self.results, self.overhead, targets), encoding="utf-8")
-            self.console.print(f"{bench / 'RESULTS.md'} and results.json written")
-        self.console.print(f"done in {meta.duration_s / 60:.1f} min; stopping the servers")
+        if args.state:
+            with args.state.open("wb") as fh:
+                pickle.dump((meta, self.results, self.overhead), fh)
+        write_documents(args, meta, self.results, self.overhead, self.console)
 
     def __call__(self) -> int:
         with ExitStack() as stack:
@@ -317,12 +308,40 @@ class Run:
         return 0
 
 
+def write_documents(args: argparse.Namespace, meta: results.Meta, done: list[CaseResult],
+                    overhead: OverheadResult | None, console: Console) -> None:
+    """Print the summary and the targets; write the raw report and RESULTS.md/results.json."""
+    targets = report.evaluate_targets(done, overhead)
+    if done:
+        console.print(report.summary_table(done))
+    for t in targets:
+        console.print(f"  {t.status:>7}  {t.target.text}: {t.shown}", highlight=False)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(results.raw_markdown(meta, done, overhead, targets),
+                               encoding="utf-8")
+        console.print(f"raw report written to {args.output}")
+    if args.write_results:
+        bench = REPO / "bench"
+        (bench / "RESULTS.md").write_text(results.results_markdown(meta, done, overhead,
+                                                                   targets), encoding="utf-8")
+        (bench / "results.json").write_text(results.results_json(meta, done, overhead,
+                                                                 targets), encoding="utf-8")
+        console.print(f"{bench / 'RESULTS.md'} and results.json written")
+    console.print(f"done in {meta.duration_s / 60:.1f} min")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     console = Console()
     if not console.is_terminal:  # piped or redirected: keep the tables readable
         console = Console(width=170)
     signal.signal(signal.SIGTERM, _terminate)
+    if args.render:
+        with args.render.open("rb") as fh:
+            meta, done, overhead = pickle.load(fh)  # our own file from --state
+        write_documents(args, meta, done, overhead, console)
+        return 0
     try:
         return Run(args, console)()
     except BenchError as exc:
