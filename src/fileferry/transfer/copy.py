@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import posixpath
-from collections import deque
 from dataclasses import dataclass, field
 
 from tenacity import RetryCallState
@@ -26,6 +25,7 @@ from fileferry.errors import (
     VerificationFailed,
 )
 from fileferry.models import FilePlan, FileResult, VerifiedBy
+from fileferry.transfer.checkpoints import Boundaries, ResumeState, Snapshots, hash_after
 from fileferry.transfer.hashing import Digests, digest_stream
 from fileferry.transfer.progress import ProgressSubscriber
 from fileferry.transfer.retry import RetryPolicy
@@ -36,11 +36,6 @@ __all__ = ["CopyOptions", "ResumeState", "alternative_name", "copy_file", "place
 
 log = logging.getLogger(__name__)
 MAX_RENAME_TRIES = 1000
-CHECKPOINTS = 256
-"""Digest snapshots kept per file (one per ``hashing.STEP``): 64 MiB back, enough to rewind
-past what a server had not stored (at most the writes in flight)."""
-
-
 def temp_name(final: str, tag: str) -> str:
     directory, base = posixpath.split(final)
     return posixpath.join(directory, f".{base[:200]}.{tag}.fftmp")
@@ -74,6 +69,28 @@ def proves_md5(dest: Destination, mode: str, expected: dict[str, str]) -> bool:
     return mode == "auto" and "md5" in dest.capabilities.hashes and "md5" in expected
 
 
+async def _server_digest(dest: Destination, path: str, digests: Digests,
+                         source_md5: str | None) -> VerifiedBy | None:
+    """The server's MD5 (else SHA-256) against the stream's; None: read the file back."""
+    for algo, name in (("md5", "server-md5"), ("sha256", "server-sha256")):
+        if algo not in dest.capabilities.hashes:
+            continue
+        want = (digests.md5 or source_md5) if algo == "md5" else digests.sha256
+        try:
+            got = await dest.digest(path, algo)
+        except DestinationError as exc:
+            log.warning("server-side %s failed (%s); reading the file back instead", algo, exc)
+            return None
+        if got != want and algo == "md5" and digests.md5 is None:
+            raise ChecksumMismatch(f"{path}: the server's md5 is {got} but S3 holds {want}; "
+                                   "the bytes were damaged on the way; the copy was discarded")
+        if got != want:
+            raise VerificationFailed(f"{path}: the server's {algo} is {got}, the bytes sent "
+                                     f"hash to {want}")
+        return name  # type: ignore[return-value]
+    return None
+
+
 async def verify_file(dest: Destination, path: str, digests: Digests,
                       mode: str, source_md5: str | None = None) -> VerifiedBy:
     """Prove the file at ``path`` holds the streamed bytes; return how it was proved.
@@ -92,24 +109,9 @@ async def verify_file(dest: Destination, path: str, digests: Digests,
             raise VerificationFailed(f"{path}: expected {digests.size} bytes, found {got}")
         return "size"
     if mode == "auto":
-        for algo, name in (("md5", "server-md5"), ("sha256", "server-sha256")):
-            if algo not in dest.capabilities.hashes:
-                continue
-            want = (digests.md5 or source_md5) if algo == "md5" else digests.sha256
-            try:
-                got = await dest.digest(path, algo)
-            except DestinationError as exc:
-                log.warning("server-side %s failed (%s); reading the file back instead", algo,
-                            exc)
-                break
-            if got != want and algo == "md5" and digests.md5 is None:
-                raise ChecksumMismatch(f"{path}: the server's md5 is {got} but S3 holds {want}; "
-                                       "the bytes were damaged on the way; the copy was "
-                                       "discarded")
-            if got != want:
-                raise VerificationFailed(f"{path}: the server's {algo} is {got}, the bytes sent "
-                                         f"hash to {want}")
-            return name  # type: ignore[return-value]
+        proved = await _server_digest(dest, path, digests, source_md5)
+        if proved is not None:
+            return proved
     back = await digest_stream(dest.open_read(path))
     if back.sha256 != digests.sha256 or back.size != digests.size:
         raise VerificationFailed(f"{path}: reading back gave {back.size} bytes with sha256 "
@@ -154,34 +156,6 @@ class CopyOptions:
     resume_existing: bool = False
     """Continue a temporary file an earlier process left (after a crash): its bytes are
     read back to rebuild the digests, then only the rest is sent."""
-
-
-class ResumeState:
-    """What one file's attempts have achieved: digests at confirmed offsets."""
-
-    def __init__(self) -> None:
-        self.started = False
-        self.sent = False
-        self.expected: dict[str, str] = {}
-        self.reset()
-
-    def reset(self) -> None:
-        self.digests = Digests()
-        self.sent = False
-        self.checkpoints: deque[Digests] = deque(maxlen=CHECKPOINTS)
-
-    def checkpoint(self) -> None:
-        self.checkpoints.append(self.digests.copy())
-
-    def resume_from(self, confirmed: int) -> int:
-        """Continue from the latest checkpoint at or before ``confirmed`` bytes."""
-        while self.checkpoints and self.checkpoints[-1].size > confirmed:
-            self.checkpoints.pop()
-        if not self.checkpoints:
-            self.reset()
-            return 0
-        self.digests = self.checkpoints[-1].copy()
-        return self.digests.size
 
 
 async def remove_quietly(dest: Destination, tmp: str) -> None:
@@ -259,17 +233,6 @@ async def _undo(opening: asyncio.Future[Writer], getting: asyncio.Future[ByteStr
         await _close_stream(getting.result())
 
 
-Snapshots = list[tuple[int, Digests]]
-
-
-async def _hash_after(previous: asyncio.Future[Snapshots] | None, digests: Digests,
-                      chunk: bytes) -> Snapshots:
-    """Hash ``chunk`` once ``previous`` has (order matters); return snapshots within it."""
-    if previous is not None:
-        await asyncio.shield(previous)
-    return await digests.snapshots_async(chunk)
-
-
 async def _stream(stream: ByteStream, writer: Writer, plan: FilePlan, state: ResumeState,
                   progress: ProgressSubscriber) -> None:
     """Write every chunk while hashing it in a worker thread, hashing one chunk behind.
@@ -283,42 +246,22 @@ async def _stream(stream: ByteStream, writer: Writer, plan: FilePlan, state: Res
     being hashed at once (memory stays bounded); all hashing has finished
     when this returns or raises.
     """
-    digests = state.digests
+    boundaries = Boundaries(state, writer)
     hashing: asyncio.Future[Snapshots] | None = None
-    queued: deque[tuple[int, asyncio.Future[Snapshots]]] = deque()  # (chunk start, hash)
-    hashed: deque[tuple[int, Digests]] = deque()  # hash done, maybe not yet acknowledged
     written = 0
-
-    def keep(start: int, snapshots: Snapshots) -> None:
-        hashed.extend((start + end, snapshot) for end, snapshot in snapshots)
-
-    def confirm() -> None:
-        while hashed and hashed[0][0] <= writer.acknowledged:
-            state.checkpoints.append(hashed.popleft()[1])
-
     try:
         async for chunk in stream:
-            hashing = asyncio.ensure_future(_hash_after(hashing, digests, chunk))
-            queued.append((written, hashing))
+            hashing = asyncio.ensure_future(hash_after(hashing, state.digests, chunk))
+            boundaries.add(written, hashing)
             await writer.write(chunk)
             written += len(chunk)
-            while queued and (queued[0][1].done() or len(queued) > 1):
-                start, done = queued.popleft()
-                keep(start, await done)
-            confirm()
+            await boundaries.settle(keep_one=True)
             progress.bytes_moved(plan, len(chunk))
-        while queued:
-            start, done = queued.popleft()
-            keep(start, await done)
-        confirm()
+        await boundaries.settle(keep_one=False)
     except BaseException:
         if hashing is not None:  # let the hash chain settle; keep confirmed, hashed boundaries
             await asyncio.gather(hashing, return_exceptions=True)
-        while queued and queued[0][1].done() and not queued[0][1].cancelled() \
-                and queued[0][1].exception() is None:
-            start, done = queued.popleft()
-            keep(start, done.result())
-        confirm()
+        boundaries.settle_done()
         raise
 
 
