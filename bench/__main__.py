@@ -6,6 +6,7 @@ Run from the repository root with the project's virtualenv (see bench/README.md)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import getpass
 import hashlib
@@ -100,9 +101,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     full = args.scale == 1 and args.cases == set(range(1, 8))
     if args.write_results is None:
         args.write_results = full and not args.baseline_src
-    if args.output is None and args.write_results:
-        args.output = REPO / "bench" / "results" / f"{datetime.date.today():%Y-%m-%d}.md"
+    if args.output is None and args.write_results and not args.render:
+        args.output = _new_report_path(REPO / "bench" / "results")
     return args
+
+
+def _new_report_path(directory: Path) -> Path:
+    """``DATE.md``, or ``DATE-b.md``, ``DATE-c.md``…: never a report of an earlier run."""
+    day = f"{datetime.date.today():%Y-%m-%d}"
+    for suffix in ["", *(f"-{chr(c)}" for c in range(ord("b"), ord("z") + 1))]:
+        path = directory / f"{day}{suffix}.md"
+        if not path.exists():
+            return path
+    raise SystemExit(f"{directory} has a report for every letter of {day}; pass --output")
 
 
 def child_env(workdir: Path) -> dict[str, str]:
@@ -340,6 +351,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         with args.render.open("rb") as fh:
             meta, done, overhead = pickle.load(fh)  # our own file from --state
+        if args.output:
+            meta = dataclasses.replace(meta, raw_report=os.path.relpath(
+                args.output.resolve(), REPO / "bench"))
         write_documents(args, meta, done, overhead, console)
         return 0
     try:
