@@ -6,10 +6,12 @@ Run from the repository root with the project's virtualenv (see bench/README.md)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import getpass
 import hashlib
 import os
+import pickle
 import shutil
 import signal
 import sys
@@ -25,42 +27,54 @@ if str(REPO) not in sys.path:  # ``tests.servers.sshd`` lives at the repository 
 
 from rich.console import Console  # noqa: E402
 
-from bench import report  # noqa: E402
-from bench.data import make_workloads, upload, warm_page_cache  # noqa: E402
+from bench import report, results  # noqa: E402
+from bench.cases import CASES, Case, select_cases, workload_specs  # noqa: E402
+from bench.data import (  # noqa: E402
+    Workload,
+    delete_objects,
+    make_local,
+    make_s3_only,
+    upload,
+    warm_page_cache,
+)
 from bench.measure import BenchError, run_measured  # noqa: E402
-from bench.protocols import CASES, PROTOCOLS, BenchContext, TransportSection  # noqa: E402
+from bench.overhead import OverheadResult, run_overhead  # noqa: E402
+from bench.protocols import BenchContext, ProtocolBench, TransportSection, registry  # noqa: E402
 from bench.runner import CaseResult, run_case  # noqa: E402
 from bench.servers import become_subreaper, ensure_command, start_s3  # noqa: E402
+from bench.sftp_bench import SftpBench  # noqa: E402
 
-QUICK = {"big_mib": 64, "small_files": 50}
+QUICK_SCALE = 1 / 16
+CASE7_RUNS = 50
+SEED = 20261128
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmark FileFerry against rclone and OpenSSH's sftp on local servers "
-        "(moto S3, OpenSSH sshd, ProFTPD with FTPS), with integrity checks on and off.")
+        "(moto S3, OpenSSH sshd, ProFTPD with FTPS): the issue's cases 1-7.")
     parser.add_argument("--runs", type=int, default=3, help="measured runs per tool and case "
                         "(after one warm-up run; default 3)")
-    parser.add_argument("--quick", action="store_true", help=f"a smoke run: {QUICK['big_mib']} "
-                        f"MiB big file, {QUICK['small_files']} small files (~2 minutes)")
-    parser.add_argument("--big-mib", type=int, default=None, help="size of the big file "
-                        "(default 512)")
-    parser.add_argument("--small-files", type=int, default=None, help="number of small files "
-                        "(default 200)")
-    parser.add_argument("--small-kib", type=int, default=64, help="size of each small file "
-                        "(default 64)")
-    parser.add_argument("--protocols", default=",".join(CASES), help="comma-separated "
-                        f"(default and available: {','.join(PROTOCOLS)})")
-    parser.add_argument("--only", choices=("big", "small"), help="run only one workload")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the data sizes "
+                        "(and the small-file count, case 7's runs) by this; default 1, the "
+                        "issue's sizes")
+    parser.add_argument("--quick", action="store_true", help=f"a smoke run: --scale "
+                        f"{QUICK_SCALE:g} (64 MiB instead of 1 GiB; a few minutes)")
+    parser.add_argument("--cases", default="1,2,3,4,5,6,7", help="comma-separated case "
+                        "numbers to run (default: all)")
     parser.add_argument("--parallel", type=int, default=5, help="files in flight for FileFerry "
                         "(max_parallel_threads) and rclone (--transfers); default 5, "
                         "FileFerry's default")
     parser.add_argument("--chunk-mib", type=int, default=10, help="FileFerry's "
                         "default_chunk_size (default 10, FileFerry's default)")
-    parser.add_argument("--timeout", type=float, default=900, help="seconds one command may "
-                        "take before the benchmark fails (default 900)")
-    parser.add_argument("--output", type=Path, help="also write the results as Markdown here")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds one command may "
+                        "take before the benchmark fails (default 1800)")
+    parser.add_argument("--output", type=Path, help="write the raw report (Markdown) here "
+                        "(default on full runs: bench/results/DATE.md)")
+    parser.add_argument("--write-results", action=argparse.BooleanOptionalAction,
+                        default=None, help="write bench/RESULTS.md and bench/results.json "
+                        "(default: on for a full run, all cases at scale 1)")
     parser.add_argument("--workdir", type=Path, help="where to put data, servers and logs "
                         "(default: a new directory under $TMPDIR)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -69,19 +83,37 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--baseline-src", type=Path, metavar="DIR", help="also run the "
                         "fileferry package in DIR (e.g. an older copy) as a row of every case, "
                         "so that before/after ratios come from the same rounds")
+    parser.add_argument("--state", type=Path, metavar="FILE", help="also save the run's "
+                        "results here (pickle), for --render")
+    parser.add_argument("--render", type=Path, metavar="FILE", help="run nothing: write the "
+                        "documents again from a --state file (e.g. after editing limits.md)")
     args = parser.parse_args(argv)
-    if args.big_mib is None:
-        args.big_mib = QUICK["big_mib"] if args.quick else 512
-    if args.small_files is None:
-        args.small_files = QUICK["small_files"] if args.quick else 200
-    if args.runs < 1:
-        parser.error("--runs must be at least 1")
-    args.protocols = [p.strip() for p in args.protocols.split(",") if p.strip()]
-    unknown = [p for p in args.protocols if p not in PROTOCOLS]
-    if unknown:
-        parser.error(f"unknown protocol(s) {', '.join(unknown)}; available: "
-                     f"{', '.join(PROTOCOLS)}")
+    if args.quick:
+        args.scale = QUICK_SCALE
+    if args.runs < 1 or not 0 < args.scale <= 1:
+        parser.error("--runs must be at least 1 and --scale in (0, 1]")
+    try:
+        args.cases = {int(c) for c in args.cases.split(",") if c.strip()}
+    except ValueError:
+        parser.error("--cases takes numbers, e.g. 1,3,7")
+    if not args.cases or not args.cases <= set(range(1, 8)):
+        parser.error("--cases: the issue's cases are 1 to 7")
+    full = args.scale == 1 and args.cases == set(range(1, 8))
+    if args.write_results is None:
+        args.write_results = full and not args.baseline_src
+    if args.output is None and args.write_results and not args.render:
+        args.output = _new_report_path(REPO / "bench" / "results")
     return args
+
+
+def _new_report_path(directory: Path) -> Path:
+    """``DATE.md``, or ``DATE-b.md``, ``DATE-c.md``…: never a report of an earlier run."""
+    day = f"{datetime.date.today():%Y-%m-%d}"
+    for suffix in ["", *(f"-{chr(c)}" for c in range(ord("b"), ord("z") + 1))]:
+        path = directory / f"{day}{suffix}.md"
+        if not path.exists():
+            return path
+    raise SystemExit(f"{directory} has a report for every letter of {day}; pass --output")
 
 
 def child_env(workdir: Path) -> dict[str, str]:
@@ -141,97 +173,173 @@ def _load() -> str:
     return " / ".join(f"{v:.2f}" for v in os.getloadavg())
 
 
-def run(args: argparse.Namespace, console: Console) -> int:
-    started = time.perf_counter()
-    load_start = _load()
-    adopted = become_subreaper()
-    fileferry = Path(sys.prefix) / "bin" / "fileferry"
-    if not fileferry.exists():
-        raise BenchError(f"{fileferry} is missing: pip install -e . in the virtualenv first")
-    rclone = ensure_command("rclone", "rclone")
-    ensure_command("sftp", "openssh-client")
-    curl = ensure_command("curl", "curl", optional=True)
-    assert rclone is not None
-    with ExitStack() as stack:
-        if args.workdir:
-            workdir = args.workdir.resolve()
-            if workdir.exists():
-                raise BenchError(f"{workdir} exists; --workdir must name a new directory")
-            workdir.mkdir(parents=True)
-        else:
-            workdir = Path(tempfile.mkdtemp(prefix="fileferry-bench-"))
-        if args.keep:
-            console.print(f"work directory (kept): {workdir}")
-        else:
-            stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+def _workdir(args: argparse.Namespace, stack: ExitStack, console: Console) -> Path:
+    if args.workdir:
+        workdir: Path = args.workdir.resolve()
+        if workdir.exists():
+            raise BenchError(f"{workdir} exists; --workdir must name a new directory")
+        workdir.mkdir(parents=True)
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="fileferry-bench-"))
+    if args.keep:
+        console.print(f"work directory (kept): {workdir}")
+    else:
+        stack.callback(shutil.rmtree, workdir, ignore_errors=True)
+    return workdir
+
+
+class Run:
+    """One benchmark run: the servers, the data, the cases in order, the documents."""
+
+    def __init__(self, args: argparse.Namespace, console: Console) -> None:
+        self.args, self.console = args, console
+        self.started = time.perf_counter()
+        self.load_start = _load()
+        self.adopted = become_subreaper()
+        self.cases: list[Case] = select_cases(args.cases, None)
+        self.results: list[CaseResult] = []
+        self.overhead: OverheadResult | None = None
+        self.protocols: dict[str, ProtocolBench] = {}
+        self.servers: dict[str, str] = {}
+        self.transports: list[TransportSection] = []
+
+    def say(self, line: str) -> None:
+        self.console.print(line, highlight=False, style="dim")
+
+    def context(self, stack: ExitStack) -> BenchContext:
+        args = self.args
+        fileferry = Path(sys.prefix) / "bin" / "fileferry"
+        if not fileferry.exists():
+            raise BenchError(f"{fileferry} is missing: pip install -e . in the virtualenv")
+        rclone = ensure_command("rclone", "rclone")
+        ensure_command("sftp", "openssh-client")
+        curl = ensure_command("curl", "curl", optional=True)
+        assert rclone is not None
+        workdir = _workdir(args, stack, self.console)
         env = child_env(workdir)
         snapshot, tree = snapshot_fileferry(workdir, _package(args.src) if args.src else None)
         age = time.time() - max(f.stat().st_mtime for f in (snapshot / "fileferry").rglob("*.py"))
         if age < 120:
-            console.print(f"[yellow]warning[/yellow]: src/fileferry changed {age:.0f} s before "
-                          "the snapshot; if someone is mid-edit the runs may fail")
+            self.console.print(f"[yellow]warning[/yellow]: src/fileferry changed {age:.0f} s "
+                               "before the snapshot; if someone is mid-edit the runs may fail")
         env["PYTHONPATH"] = str(snapshot)  # ahead of the editable install's src/ entry
+        self.servers["FileFerry source"] = (f"{args.src or 'src/fileferry'} copied aside at the "
+                                            f"start (tree sha256 {tree}), run by the installed "
+                                            "CLI via PYTHONPATH")
         baseline = None
         if args.baseline_src:
-            baseline_path, baseline_tree = snapshot_fileferry(
-                workdir, _package(args.baseline_src), "fileferry-baseline")
-            baseline = str(baseline_path)
-        console.print(f"[bold]FileFerry benchmark[/bold]  work directory {workdir}")
+            path, digest = snapshot_fileferry(workdir, _package(args.baseline_src),
+                                              "fileferry-baseline")
+            baseline = str(path)
+            self.servers["FileFerry before (baseline)"] = (
+                f"{args.baseline_src} copied aside (tree sha256 {digest}), the same CLI and "
+                "configuration")
+        self.console.print(f"[bold]FileFerry benchmark[/bold]  work directory {workdir}")
         s3 = start_s3(stack, workdir)
-        console.print(f"moto S3 on {s3.endpoint_url}; generating data …")
-        workloads = make_workloads(workdir / "data", args.big_mib, args.small_files,
-                                   args.small_kib)
-        upload(s3, workloads)
-        warm_page_cache(workloads)
-        floor, _, _ = run_measured(["/bin/true"], env=env, cwd=workdir,
-                                   log_prefix=workdir / "floor", timeout=30)
-        ctx = BenchContext(workdir=workdir, env=env, s3=s3, fileferry=str(fileferry),
-                           baseline_pythonpath=baseline,
-                           rclone=rclone, curl=curl, parallel=args.parallel,
-                           chunk_size=args.chunk_mib * 2**20, timeout=args.timeout)
-        results: list[CaseResult] = []
-        servers: dict[str, str] = {
-            "FileFerry source": f"{args.src or 'src/fileferry'} copied aside at the start (tree "
-                                f"sha256 {tree}), run by the installed CLI via PYTHONPATH",
-            **({"FileFerry before (baseline)": f"{args.baseline_src} copied aside (tree sha256 "
-                f"{baseline_tree}), the same CLI and configuration"} if baseline else {}),
-            "S3": f"moto server {s3.endpoint_url} (one process, plain HTTP)"}
-        transports: list[TransportSection] = []
-        configurations: dict[str, str] = {}
-        for name in args.protocols:
-            proto = PROTOCOLS[name](ctx)
+        self.servers["S3"] = f"moto server {s3.endpoint_url} (one process, plain HTTP)"
+        return BenchContext(workdir=workdir, env=env, s3=s3, fileferry=str(fileferry),
+                            baseline_pythonpath=baseline, rclone=rclone, curl=curl,
+                            parallel=args.parallel, chunk_size=args.chunk_mib * 2**20,
+                            timeout=args.timeout)
+
+    def local_data(self, ctx: BenchContext) -> dict[str, Workload]:
+        specs = workload_specs(self.args.scale)
+        needed = sorted({c.workload for c in self.cases if specs[c.workload].local})
+        self.console.print(f"moto S3 on {ctx.s3.endpoint_url}; generating "
+                           f"{', '.join(specs[k].title for k in needed) or 'no local data'} …")
+        workloads = {key: make_local(ctx.workdir / "data", specs[key], SEED) for key in needed}
+        upload(ctx.s3, list(workloads.values()))
+        warm_page_cache(list(workloads.values()))
+        return workloads
+
+    def protocol(self, name: str, stack: ExitStack, ctx: BenchContext) -> ProtocolBench:
+        if name not in self.protocols:
+            proto = registry()[name](ctx)
             proto.start(stack)
             proto.identify_transports()
-            servers.update(proto.describe())
-            transports.append(proto.transports())
-            for workload_key, checks in CASES[name]:
-                if args.only and workload_key != args.only:
-                    continue
-                workload = workloads[workload_key]
-                console.rule(f"{name}: {workload.title}, checks {'on' if checks else 'off'}")
-                result = run_case(ctx, proto, workload, checks, args.runs,
-                                  lambda line: console.print(line, highlight=False,
-                                                             style="dim"))
-                results.append(result)
-                console.print(report.case_table(result))
+            self.protocols[name] = proto
+        return self.protocols[name]
+
+    def run_cases(self, ctx: BenchContext, stack: ExitStack) -> None:
+        local = self.local_data(ctx)
+        specs = workload_specs(self.args.scale)
+        for case in self.cases:
+            proto = self.protocol(case.protocol, stack, ctx)
+            proto.prepare(case, stack)
+            workload = local.get(case.workload)
+            if workload is None:
+                self.say(f"generating {specs[case.workload].title} in S3 for case {case.number}")
+                workload = make_s3_only(ctx.s3, specs[case.workload], SEED)
+            self.console.rule(case.title(workload.describe()))
+            try:
+                result = run_case(ctx, proto, case, workload, self.args.runs, self.say)
+            finally:
+                if workload.local_dir is None:
+                    delete_objects(ctx.s3, workload)
+            self.results.append(result)
+            self.console.print(report.case_table(result))
+        if 7 in self.args.cases:
+            sftp = self.protocol("sftp", stack, ctx)
+            assert isinstance(sftp, SftpBench)
+            self.console.rule("Case 7: workflow overhead (1 KiB object)")
+            runs = max(10, round(CASE7_RUNS * self.args.scale))
+            self.overhead = run_overhead(ctx, sftp, runs, SEED, self.say)
+            self.console.print(report.overhead_table(self.overhead))
+
+    def write(self, ctx: BenchContext, floor_mib: float) -> None:
+        args, configurations = self.args, {}
+        for proto in self.protocols.values():
+            self.servers.update(proto.describe())
+            self.transports.append(proto.transports())
             configurations.update(proto.configurations())
-        console.print(report.summary_table(results))
-        meta = report.Meta(
+        raw = None
+        if args.output:
+            raw = os.path.relpath(args.output.resolve(), REPO / "bench")
+        meta = results.Meta(
             date=datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
             command="python -m bench " + " ".join(sys.argv[1:]),
-            duration_s=time.perf_counter() - started, runs=args.runs,
-            machine=report.machine_info(), load_start=load_start, load_end=_load(),
-            rss_floor_mib=floor.rss_mib, parallel=args.parallel, servers=servers,
-            sshd_sessions_counted=adopted,
-            transports=transports,
-            configurations={k: v.replace(str(workdir), "$WORK")
-                            for k, v in configurations.items()})
-        if args.output:
-            args.output.parent.mkdir(parents=True, exist_ok=True)
-            args.output.write_text(report.markdown(meta, results), encoding="utf-8")
-            console.print(f"Markdown written to {args.output}")
-        console.print(f"done in {meta.duration_s / 60:.1f} min; stopping the servers")
-    return 0
+            duration_s=time.perf_counter() - self.started, runs=args.runs, scale=args.scale,
+            machine=results.machine_info(), load_start=self.load_start, load_end=_load(),
+            rss_floor_mib=floor_mib, parallel=args.parallel, servers=self.servers,
+            sshd_sessions_counted=self.adopted, transports=self.transports,
+            configurations={k: v.replace(str(ctx.workdir), "$WORK")
+                            for k, v in configurations.items()}, raw_report=raw)
+        if args.state:
+            with args.state.open("wb") as fh:
+                pickle.dump((meta, self.results, self.overhead), fh)
+        write_documents(args, meta, self.results, self.overhead, self.console)
+
+    def __call__(self) -> int:
+        with ExitStack() as stack:
+            ctx = self.context(stack)
+            floor, _, _ = run_measured(["/bin/true"], env=ctx.env, cwd=ctx.workdir,
+                                       log_prefix=ctx.workdir / "floor", timeout=30)
+            self.run_cases(ctx, stack)
+            self.write(ctx, floor.rss_mib)
+        return 0
+
+
+def write_documents(args: argparse.Namespace, meta: results.Meta, done: list[CaseResult],
+                    overhead: OverheadResult | None, console: Console) -> None:
+    """Print the summary and the targets; write the raw report and RESULTS.md/results.json."""
+    targets = report.evaluate_targets(done, overhead)
+    if done:
+        console.print(report.summary_table(done))
+    for t in targets:
+        console.print(f"  {t.status:>7}  {t.target.text}: {t.shown}", highlight=False)
+    if args.output:
+        args.output.parent.mkdir(parents=True, exist_ok=True)
+        args.output.write_text(results.raw_markdown(meta, done, overhead, targets),
+                               encoding="utf-8")
+        console.print(f"raw report written to {args.output}")
+    if args.write_results:
+        bench = REPO / "bench"
+        (bench / "RESULTS.md").write_text(results.results_markdown(meta, done, overhead,
+                                                                   targets), encoding="utf-8")
+        (bench / "results.json").write_text(results.results_json(meta, done, overhead,
+                                                                 targets), encoding="utf-8")
+        console.print(f"{bench / 'RESULTS.md'} and results.json written")
+    console.print(f"done in {meta.duration_s / 60:.1f} min")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,8 +348,16 @@ def main(argv: list[str] | None = None) -> int:
     if not console.is_terminal:  # piped or redirected: keep the tables readable
         console = Console(width=170)
     signal.signal(signal.SIGTERM, _terminate)
+    if args.render:
+        with args.render.open("rb") as fh:
+            meta, done, overhead = pickle.load(fh)  # our own file from --state
+        if args.output:
+            meta = dataclasses.replace(meta, raw_report=os.path.relpath(
+                args.output.resolve(), REPO / "bench"))
+        write_documents(args, meta, done, overhead, console)
+        return 0
     try:
-        return run(args, console)
+        return Run(args, console)()
     except BenchError as exc:
         console.print(f"[red]benchmark failed[/red]: {exc}", highlight=False)
         return 1
@@ -250,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
                       + ("" if args.keep else ", work directory removed"))
         return 130 if isinstance(exc, KeyboardInterrupt) else 143
 
+
+__all__ = ["CASES", "main"]
 
 if __name__ == "__main__":
     sys.exit(main())

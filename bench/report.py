@@ -1,27 +1,26 @@
-"""Statistics, the rich tables on the terminal and the Markdown report."""
+"""Statistics, the targets, and the tables (rich on the terminal, Markdown in the reports)."""
 
 from __future__ import annotations
 
-import importlib.metadata
-import os
-import platform
-import ssl
 import statistics
-import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from rich.table import Table
 
-from bench.protocols import TransportSection
+from bench.cases import TARGETS, Target
+from bench.overhead import OverheadResult
 from bench.runner import CaseResult, RowInfo
-from bench.tools import CHECK_LEGEND
 
-__all__ = ["Meta", "case_table", "machine_info", "markdown", "summary_table"]
+__all__ = ["HEADERS", "RowStats", "TargetResult", "case_rows", "case_table", "evaluate_targets",
+           "fmt", "headers", "md_table", "overhead_rows", "overhead_table", "paired_ratios",
+           "ratio_stats", "ratio_text", "reference", "row_stats", "summary_rows",
+           "summary_table", "target_rows"]
 
 HEADERS = ("Tool", "Check made", "Cipher", "{unit} median", "min–max", "wall s", "peak RSS MiB",
            "CPU s", "{server} CPU s", "S3 CPU s", "FileFerry ÷ this")
+SUMMARY_COLUMNS = {"rclone": "÷ rclone", "sftp": "÷ sftp (default cipher)",
+                   "sftp-gcm": "÷ sftp (aes128-gcm)", "fileferry-before": "÷ FileFerry before"}
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,13 @@ def paired_ratios(result: CaseResult, key: str) -> list[float]:
     return [mine[n] / theirs[n] for n in sorted(mine.keys() & theirs.keys())]
 
 
-def _fmt(value: float) -> str:
+def ratio_stats(result: CaseResult, key: str) -> tuple[float, float, float] | None:
+    """(median, min, max) of the same-round ratios, or None."""
+    ratios = paired_ratios(result, key)
+    return (statistics.median(ratios), min(ratios), max(ratios)) if ratios else None
+
+
+def fmt(value: float) -> str:
     if value >= 100:
         return f"{value:.0f}"
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
@@ -68,19 +73,19 @@ def _fmt(value: float) -> str:
 def ratio_text(result: CaseResult, row: RowInfo) -> str:
     if row.key == reference(result).key or row.role == "context":
         return "—"
-    ratios = paired_ratios(result, row.key)
-    if not ratios:
+    found = ratio_stats(result, row.key)
+    if found is None:
         return "—"
-    med = statistics.median(ratios)
-    return f"{med:.2f} ({min(ratios):.2f}–{max(ratios):.2f})" if len(ratios) > 1 else f"{med:.2f}"
+    med, low, high = found
+    return f"{med:.2f} ({low:.2f}–{high:.2f})" if low != high else f"{med:.2f}"
 
 
-def table_rows(result: CaseResult) -> list[list[str]]:
+def case_rows(result: CaseResult) -> list[list[str]]:
     rows = []
     for row in result.rows:
         s = row_stats(result, row.key)
-        rows.append([row.tool, row.check, row.cipher.split("@")[0], _fmt(s.rate_median),
-                     f"{_fmt(s.rate_min)}–{_fmt(s.rate_max)}", f"{s.wall_median:.2f}",
+        rows.append([row.tool, row.check, row.cipher.split("@")[0], fmt(s.rate_median),
+                     f"{fmt(s.rate_min)}–{fmt(s.rate_max)}", f"{s.wall_median:.2f}",
                      f"{s.rss_max:.0f}", f"{s.cpu_median:.2f}", f"{s.server_cpu_median:.2f}",
                      f"{s.s3_cpu_median:.2f}", ratio_text(result, row)])
     return rows
@@ -95,37 +100,26 @@ def case_table(result: CaseResult) -> Table:
     for i, head in enumerate(headers(result)):
         table.add_column(head, justify="left" if i < 3 else "right",
                          overflow="fold", max_width=34 if i == 0 else None)
-    for row, cells in zip(result.rows, table_rows(result), strict=True):
+    for row, cells in zip(result.rows, case_rows(result), strict=True):
         style = "bold" if row.role == "fileferry" and row.key == reference(result).key else (
             "dim" if row.role == "context" else None)
         table.add_row(*cells, style=style)
     return table
 
 
-def summary_columns(results: Sequence[CaseResult]) -> list[tuple[str, str]]:
-    """(row key, heading) of every row FileFerry is compared with, in first-seen order."""
-    seen: dict[str, str] = {}
-    for result in results:
-        for row in result.rows:
-            if row.role in ("rclone", "baseline") and row.key not in seen:
-                seen[row.key] = {"rclone": "÷ rclone", "sftp": "÷ sftp (default cipher)",
-                                 "sftp-gcm": "÷ sftp (aes128-gcm)",
-                                 "fileferry-before": "÷ FileFerry before"}.get(row.key,
-                                                                               f"÷ {row.key}")
-    return list(seen.items())
-
-
 def summary_rows(results: Sequence[CaseResult]) -> tuple[list[str], list[list[str]]]:
-    cols = summary_columns(results)
-    head = ["Case", "FileFerry median", *(title for _, title in cols)]
+    """One line per case: FileFerry's median and peak RSS, its ratio to each other tool."""
+    present = {row.key for result in results for row in result.rows}
+    cols = [(key, title) for key, title in SUMMARY_COLUMNS.items() if key in present]
+    head = ["Case", "FileFerry median", "FileFerry peak RSS MiB", *(t for _, t in cols)]
     rows = []
     for result in results:
-        ref = reference(result)
-        s = row_stats(result, ref.key)
-        cells = [result.title, f"{_fmt(s.rate_median)} {result.workload.unit}"]
+        s = row_stats(result, reference(result).key)
         by_key = {row.key: row for row in result.rows}
-        cells += [ratio_text(result, by_key[key]) if key in by_key else "—" for key, _ in cols]
-        rows.append(cells)
+        rows.append([result.title, f"{fmt(s.rate_median)} {result.workload.unit}",
+                     f"{s.rss_max:.0f}",
+                     *(ratio_text(result, by_key[key]) if key in by_key else "—"
+                       for key, _ in cols)])
     return head, rows
 
 
@@ -140,10 +134,88 @@ def summary_table(results: Sequence[CaseResult]) -> Table:
     return table
 
 
-# -- Markdown -------------------------------------------------------------------------------
+def overhead_rows(result: OverheadResult) -> tuple[list[str], list[list[str]]]:
+    head = ["What", "measured", "p50 ms", "p95 ms", "min–max ms", "CPU s (median)",
+            "peak RSS MiB"]
+    rows = []
+    for row in result.rows:
+        s = row.stats()
+        rows.append([row.tool, row.kind, f"{s['p50_ms']:.0f}", f"{s['p95_ms']:.0f}",
+                     f"{s['min_ms']:.0f}–{s['max_ms']:.0f}",
+                     f"{s['cpu_median_s']:.2f}" if "cpu_median_s" in s else "—",
+                     f"{s['rss_max_mib']:.0f}" if "rss_max_mib" in s else "—"])
+    return head, rows
 
 
-def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+def overhead_table(result: OverheadResult) -> Table:
+    head, rows = overhead_rows(result)
+    table = Table(title=f"Case 7: workflow overhead, a 1 KiB object ({result.runs} runs each)",
+                  title_justify="left", header_style="bold")
+    for i, h in enumerate(head):
+        table.add_column(h, justify="left" if i < 2 else "right")
+    for cells in rows:
+        table.add_row(*cells)
+    return table
+
+
+@dataclass(frozen=True)
+class TargetResult:
+    target: Target
+    value: float | None
+    shown: str
+    status: str  # "met", "missed", "not run"
+
+
+def _evaluate(target: Target, by_key: dict[str, CaseResult],
+              overhead: OverheadResult | None) -> tuple[float | None, str]:
+    if target.kind == "p50":
+        if overhead is None:
+            return None, "—"
+        row = next(r for r in overhead.rows if r.key == "workflow")
+        value = row.stats()["p50_ms"]
+        return value, f"{value:.0f} ms"
+    result = by_key.get(target.case_key)
+    if result is None:
+        return None, "—"
+    if target.kind == "ratio":
+        found = ratio_stats(result, target.against)
+        if found is None:
+            return None, "—"
+        return found[0], f"{found[0]:.2f}× ({found[1]:.2f}–{found[2]:.2f})"
+    rss = row_stats(result, reference(result).key).rss_max
+    if target.kind == "rss":
+        return rss, f"{rss:.0f} MiB"
+    other = by_key.get(target.against)
+    if other is None:
+        return None, f"{rss:.0f} MiB (case 1 not run)"
+    base = row_stats(other, reference(other).key).rss_max
+    growth = rss / base - 1
+    return growth, f"{rss:.0f} MiB vs {base:.0f} MiB: {growth:+.0%}"
+
+
+def evaluate_targets(results: Sequence[CaseResult],
+                     overhead: OverheadResult | None) -> list[TargetResult]:
+    by_key = {r.key: r for r in results}
+    out = []
+    for target in TARGETS:
+        value, shown = _evaluate(target, by_key, overhead)
+        if value is None:
+            status = "not run"
+        elif target.kind == "ratio":
+            status = "met" if value >= target.bound else "missed"
+        else:
+            status = "met" if value <= target.bound else "missed"
+        out.append(TargetResult(target, value, shown, status))
+    return out
+
+
+def target_rows(targets: Sequence[TargetResult]) -> tuple[list[str], list[list[str]]]:
+    marks = {"met": "**met**", "missed": "missed", "not run": "not run"}
+    return (["Target", "Measured (median, same-round range)", ""],
+            [[t.target.text, t.shown, marks[t.status]] for t in targets])
+
+
+def md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     def esc(cell: str) -> str:
         return cell.replace("|", "\\|")
 
@@ -151,115 +223,3 @@ def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
              "|" + "|".join("---" for _ in head) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
-
-
-def _command_output(argv: list[str]) -> str:
-    try:
-        res = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return "(not found)"
-    text = (res.stdout or res.stderr).strip().splitlines()
-    return text[0] if text else "(no output)"
-
-
-def _version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "(not installed)"
-
-
-def machine_info() -> dict[str, str]:
-    model = "unknown"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    flags = next((ln for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                  if ln.startswith("flags")), "").split()
-    accel = ", ".join(f for f in ("aes", "pclmulqdq", "avx2", "sha_ni") if f in flags) or "none"
-    mem_kib = next(int(ln.split()[1]) for ln in Path("/proc/meminfo").read_text().splitlines()
-                   if ln.startswith("MemTotal"))
-    return {
-        "CPUs (nproc)": str(len(os.sched_getaffinity(0))),
-        "CPU model": model,
-        "CPU crypto/hash features": accel + ("" if "sha_ni" in flags else " (no SHA-NI: "
-                                              "SHA-256 runs in software)"),
-        "memory": f"{mem_kib / 2**20:.1f} GiB",
-        "kernel": platform.release(),
-        "Python": platform.python_version(),
-        "FileFerry": _version("fileferry"),
-        "asyncssh": _version("asyncssh"),
-        "cryptography": _version("cryptography"),
-        "boto3": _version("boto3"),
-        "moto (S3 stand-in)": _version("moto"),
-        "rclone": _command_output(["rclone", "version"]),
-        "OpenSSH (client and sshd)": _command_output(["ssh", "-V"]),
-        "ProFTPD": _command_output(["/usr/sbin/proftpd", "--version"]),
-        "OpenSSL (Python's ssl)": ssl.OPENSSL_VERSION,
-        "curl": _command_output(["curl", "--version"]).split(" (")[0],
-    }
-
-
-@dataclass(frozen=True)
-class Meta:
-    date: str
-    command: str
-    duration_s: float
-    runs: int
-    machine: dict[str, str]
-    load_start: str
-    load_end: str
-    rss_floor_mib: float
-    parallel: int
-    servers: dict[str, str]
-    sshd_sessions_counted: bool
-    transports: list[TransportSection]
-    configurations: dict[str, str]
-
-
-def markdown(meta: Meta, results: Sequence[CaseResult]) -> str:
-    out = [f"# FileFerry benchmark, {meta.date}", "",
-           f"`{meta.command}`: {meta.runs} measured run{'s' if meta.runs > 1 else ''} per "
-           "tool and case (after one "
-           f"warm-up run), {meta.duration_s / 60:.1f} minutes in all. Produced by "
-           "`python -m bench`; see `bench/README.md` for what each number means.", "",
-           "The machine is shared and noisy: compare the ratios (FileFerry ÷ other, taken "
-           "between runs of the same round), not absolute numbers across reports.", "",
-           "## Summary", "", _md_table(*summary_rows(results)), "",
-           "A ratio above 1 means FileFerry was faster; the range is the lowest and highest "
-           "same-round ratio.", ""]
-    for result in results:
-        out += [f"## {result.title}", "",
-                f"{result.workload.describe()}; {result.in_flight}.", "",
-                _md_table(headers(result), table_rows(result)), ""]
-        runs = []
-        for row in result.rows:
-            rates = [f"{r.rate:.1f}" for r in sorted(result.records, key=lambda r: r.round)
-                     if r.key == row.key]
-            runs.append([row.tool, ", ".join(rates)])
-        out += ["<details><summary>per run (in round order)</summary>", "",
-                _md_table(["Tool", f"{result.workload.unit} per round"], runs), "",
-                "</details>", ""]
-    out += ["## Checks made", "", _md_table(["Check", "Meaning"], list(CHECK_LEGEND.items())),
-            ""]
-    for section in meta.transports:
-        out += [f"## {section.title}", "", section.intro, "",
-                _md_table(section.head, section.rows), ""]
-    out += ["## Machine", "",
-            _md_table(["", ""], [*([k, v] for k, v in meta.machine.items()),
-                                 ["load average (1/5/15 min) at start", meta.load_start],
-                                 ["load average at end", meta.load_end],
-                                 ["peak-RSS floor of the measuring launcher",
-                                  f"{meta.rss_floor_mib:.1f} MiB"],
-                                 ["sshd CPU includes the session processes",
-                                  "yes (the harness adopts them as a subreaper)"
-                                  if meta.sshd_sessions_counted else
-                                  "no: only sshd's listener and what it reaped"]]), "",
-            "## Servers", "", _md_table(["", ""], [[k, v] for k, v in meta.servers.items()]),
-            "", "## Tool configurations", "",
-            "Paths are those of the run's temporary directory.", ""]
-    for title, text in meta.configurations.items():
-        lang = "yaml" if ".yaml" in title else ("ini" if ".conf" in title else "sh")
-        out += [f"**{title}**", "", f"```{lang}", text.rstrip(), "```", ""]
-    return "\n".join(out)

@@ -214,7 +214,7 @@ class OpenSshSftp(Variant):
         return [*cipher, *self.ssh_options]
 
     def steps(self, run: RunDir) -> list[list[str]]:
-        assert self.workload is not None
+        assert self.workload is not None and self.workload.local_dir is not None
         batch = run.logs / "sftp.batch"
         if self.workload.single_object:
             name = self.workload.files[0].name

@@ -138,7 +138,7 @@ class DestinationSettings(_Model):
     """Seconds before the first retry; doubles each time, with jitter."""
     retry_max_backoff: float = Field(default=30.0, ge=0)
     max_sessions: int | None = Field(default=None, ge=1, le=64)
-    """Concurrent connections to this partner (default: SFTP 2, FTP one per file + 1)."""
+    """Concurrent connections to this partner (default: SFTP 4, FTP one per file + 1)."""
     bandwidth_limit: ByteSize | None = None
     """Bytes per second across all files to this destination, e.g. ``10MiB``."""
     # FTP and FTPS only

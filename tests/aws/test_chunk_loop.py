@@ -22,7 +22,7 @@ from tests.aws.test_handlers import call, lambda_config, start
 from tests.conftest import ftp_target, sftp_destination
 from tests.transfer.test_engine_sftp import seed
 
-CHUNK = 64 * 1024
+CHUNK = 256 * 1024  # what is left after a chunk exceeds s3.SMALL: the GET streams
 BIG = secrets.token_bytes(2 * CHUNK + 4321)  # three chunks
 
 

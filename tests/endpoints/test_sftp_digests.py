@@ -62,8 +62,10 @@ async def test_digests_of_awkward_names_through_one_shell(dest: SftpDestination,
 async def test_concurrent_digests_are_each_right(dest: SftpDestination) -> None:
     blobs = {f"c{i}.bin": bytes([i]) * (50_000 + i) for i in range(8)}
     paths = {name: await put(dest, name, data) for name, data in blobs.items()}
+    await dest.digest(paths["c0.bin"], "md5")  # the shell exists
     got = await asyncio.gather(*(dest.digest(paths[n], "md5") for n in blobs))
     assert got == [hashlib.md5(d, usedforsecurity=False).hexdigest() for d in blobs.values()]
+    assert len(shells(dest)) == 1, "pipelined through one shell, not an exec each"
 
 
 async def test_a_missing_file_fails_and_the_shell_carries_on(dest: SftpDestination) -> None:
@@ -85,7 +87,7 @@ async def test_a_dead_shell_falls_back_to_an_exec(dest: SftpDestination) -> None
     assert shell.broken
 
 
-async def test_a_cancelled_digest_retires_the_shell(dest: SftpDestination) -> None:
+async def test_a_cancelled_digest_does_not_confuse_the_next(dest: SftpDestination) -> None:
     path = await put(dest, "big.bin", b"x" * (32 * 1024 * 1024))
     await dest.digest(path, "md5")  # the shell exists
     (shell,) = shells(dest)
@@ -95,9 +97,10 @@ async def test_a_cancelled_digest_retires_the_shell(dest: SftpDestination) -> No
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    assert shell.broken, "a half-answered shell is never asked again"
+    # The late sha256 answer is read and dropped: the next request gets its own answer.
     assert await dest.digest(path, "md5") == hashlib.md5(
         b"x" * (32 * 1024 * 1024), usedforsecurity=False).hexdigest()
+    assert shells(dest) == [shell] and not shell.broken
 
 
 @pytest.mark.parametrize("size", [0, 1, 65_536, 4 * 1024 * 1024 + 1])
@@ -105,3 +108,47 @@ async def test_read_back_is_exact(dest: SftpDestination, size: int) -> None:
     data = bytes(range(256)) * (size // 256) + bytes(size % 256)
     path = await put(dest, f"r{size}.bin", data)
     assert b"".join([c async for c in dest.open_read(path)]) == data
+
+
+FOLLOWED = 40 * 1024 * 1024  # above FOLLOW_MIN: the server hashes while it is written
+
+
+async def put_followed(dest: SftpDestination, name: str, data: bytes) -> str:
+    """Write ``data`` announcing that its MD5 will be asked for."""
+    path = posixpath.join(dest.root, name)
+    writer = await dest.open_write(path, size=len(data), digest="md5")
+    for start in range(0, len(data), 3 * 1024 * 1024):  # pieces that do not line up
+        await writer.write(data[start:start + 3 * 1024 * 1024])
+    await writer.commit()
+    return path
+
+
+@pytest.mark.parametrize("name", ["followed.bin", "quote'd $(touch pwned) x.bin"])
+async def test_a_digest_computed_while_writing(dest: SftpDestination, remote_dir: Path,
+                                               name: str) -> None:
+    data = bytes(range(256)) * (FOLLOWED // 256) + b"tail"
+    path = await put_followed(dest, name, data)
+    assert path in dest._streamed, "the server hashed the file while it was written"
+    assert await dest.digest(path, "md5") == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    assert path not in dest._streamed  # used once; the next digest runs md5sum
+    assert await dest.digest(path, "md5") == hashlib.md5(data, usedforsecurity=False).hexdigest()
+    assert not (remote_dir / "pwned").exists()
+
+
+async def test_a_broken_follower_falls_back_to_md5sum(dest: SftpDestination) -> None:
+    data = b"\x07" * FOLLOWED
+    path = await put_followed(dest, "broken.bin", data)
+    follower, _ = dest._streamed[path]
+    follower._process.close()  # the exec dies before its answer
+    await asyncio.sleep(0.05)
+    assert await dest.digest(path, "md5") == hashlib.md5(data, usedforsecurity=False).hexdigest()
+
+
+async def test_a_rewritten_file_is_hashed_again(dest: SftpDestination) -> None:
+    path = await put_followed(dest, "again.bin", b"\x01" * FOLLOWED)
+    writer = await dest.open_write(path)  # replaced without a follower
+    await writer.write(b"short")
+    await writer.commit()
+    assert path not in dest._streamed
+    assert await dest.digest(path, "md5") == hashlib.md5(b"short",
+                                                         usedforsecurity=False).hexdigest()

@@ -18,6 +18,7 @@ from fileferry.endpoints.base import ObjectInfo
 from fileferry.errors import EndpointUnavailable, PermissionDenied, SourceNotFound
 from fileferry.models import FilePlan
 from fileferry.transfer.copy import ResumeState, _open_both, _stream
+from fileferry.transfer.hashing import STEP
 from fileferry.transfer.progress import Broadcast
 
 CHUNK = 300 * 1024  # above hashing's thread threshold: each hash runs in a worker thread
@@ -77,7 +78,9 @@ async def test_every_chunk_is_hashed_in_order_and_checkpointed() -> None:
     assert state.digests.size == len(whole)
     assert state.digests.sha256 == hashlib.sha256(whole).hexdigest()
     assert state.digests.md5 == hashlib.md5(whole, usedforsecurity=False).hexdigest()
-    assert [c.size for c in state.checkpoints] == [CHUNK * n for n in range(1, 8)]
+    # A checkpoint every STEP within each chunk and at its end, each of exactly that prefix.
+    assert [c.size for c in state.checkpoints] == [
+        CHUNK * n + end for n in range(7) for end in (*range(STEP, CHUNK, STEP), CHUNK)]
     assert all(c.sha256 == prefix_sha256(parts, c.size) for c in state.checkpoints)
 
 
@@ -89,12 +92,14 @@ async def test_a_failed_write_leaves_only_confirmed_checkpoints(fail_on: int) ->
         await _stream(Stream(parts), writer, PLAN, state, Broadcast([]))
     assert writer.acknowledged == CHUNK * (fail_on - 1)
     sizes = [c.size for c in state.checkpoints]
-    assert sizes == [CHUNK * n for n in range(1, fail_on)][-len(sizes):] if sizes else True
+    confirmed = [CHUNK * n + end for n in range(fail_on - 1)
+                 for end in (*range(STEP, CHUNK, STEP), CHUNK)]
+    assert sizes == confirmed[-len(sizes):] if sizes else True
     assert all(size <= writer.acknowledged for size in sizes)
     assert all(c.sha256 == prefix_sha256(parts, c.size) for c in state.checkpoints)
     # No hashing outlives the attempt.
     others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    assert not [t for t in others if "_hash_after" in repr(t)]
+    assert not [t for t in others if "hash_after" in repr(t)]
     # Resuming picks the last checkpoint at or below what the server holds.
     assert state.resume_from(writer.acknowledged) == (sizes[-1] if sizes else 0)
 
@@ -117,7 +122,8 @@ class Dest:
         self.error = error
         self.writer = Writer()
 
-    async def open_write(self, path: str, offset: int = 0) -> Writer:
+    async def open_write(self, path: str, offset: int = 0, size: int | None = None,
+                         digest: str | None = None) -> Writer:
         if self.error:
             raise self.error
         return self.writer

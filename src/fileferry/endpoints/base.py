@@ -86,8 +86,14 @@ class Source(Protocol):
 class Writer(Protocol):
     """An open file at the destination being written."""
 
+    @property
+    def acknowledged(self) -> int:
+        """Bytes from the start offset the destination has confirmed, in order. ``write``
+        may return before its bytes are confirmed (pipelining); resuming trusts only these."""
+        ...
+
     async def write(self, data: bytes) -> None:
-        """Append ``data`` at the current offset."""
+        """Append ``data`` at the current offset (raises an earlier write's failure)."""
         ...
 
     async def commit(self) -> None:
@@ -115,12 +121,17 @@ class Destination(Protocol):
         """Create ``path`` and its parents; existing directories are fine."""
         ...
 
-    async def open_write(self, path: str, offset: int = 0, *, truncate: bool = True) -> Writer:
+    async def open_write(self, path: str, offset: int = 0, *, truncate: bool = True,
+                         size: int | None = None, digest: HashName | None = None) -> Writer:
         """Open ``path`` for writing. ``offset`` 0 creates or truncates.
 
         A non-zero ``offset`` (or ``truncate=False``) needs
         ``supports_offset_writes``, requires the file to exist and keeps its
-        bytes; past the end of the file the gap reads as zeros.
+        bytes; past the end of the file the gap reads as zeros. ``size``, the
+        whole file's when known, lets an endpoint choose how to carry it.
+        ``digest`` (one of ``capabilities.hashes``) announces that ``digest``
+        will be asked for once the file is written: an endpoint may compute
+        it while the file is being written.
         """
         ...
 

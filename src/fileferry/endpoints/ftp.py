@@ -246,9 +246,12 @@ class FtpDestination:
             await self._run(f"creating directory {path}", run)
             self._known_dirs.update(todo)
 
-    async def open_write(self, path: str, offset: int = 0, *,
-                         truncate: bool = True) -> _FtpWriter:
-        """Start ``STOR`` (``REST offset`` first when resuming); holds one session."""
+    async def open_write(self, path: str, offset: int = 0, *, truncate: bool = True,
+                         size: int | None = None, digest: HashName | None = None) -> _FtpWriter:
+        """Start ``STOR`` (``REST offset`` first when resuming); holds one session.
+
+        ``size`` and ``digest`` are not used: one data connection carries the
+        whole file, and the server hashes it when asked (``HASH``)."""
         conn = await self._pool.acquire()
         try:
             def start() -> socket.socket:
@@ -346,6 +349,9 @@ class _FtpWriter:
         self._data = data
         self._path = path
         self._deflate = zlib.compressobj() if mode_z else None
+        self.acknowledged = 0
+        """Bytes handed to the data connection: FTP stores a stream in order, so after a
+        failure the server's SIZE says how far it got."""
 
     async def write(self, data: bytes) -> None:
         payload = self._deflate.compress(data) if self._deflate else data
@@ -353,6 +359,7 @@ class _FtpWriter:
             await asyncio.to_thread(self._data.sendall, payload)
         except Exception as exc:
             raise map_ftp_error(exc, f"writing {self._path}") from exc
+        self.acknowledged += len(data)
 
     async def commit(self) -> None:
         conn = self._conn

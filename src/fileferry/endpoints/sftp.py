@@ -12,24 +12,40 @@ import contextlib
 import getpass
 import logging
 import posixpath
-import secrets
 import shlex
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
 from fileferry.endpoints.base import Capabilities, HashName, ObjectInfo
+from fileferry.endpoints.sftp_hostkeys import (
+    PinningClient,
+    client_keys,
+    fetch_host_key,
+    host_key_error,
+    known_hosts_entries,
+    pin_host_key,
+    pinned_keys,
+    where,
+)
+from fileferry.endpoints.sftp_io import (
+    STRIPE_MIN,
+    STRIPES,
+    Lane,
+    LaneSession,
+    SftpWriter,
+    coalesce_sends,
+    drop_ignore_padding,
+    makedirs,
+)
+from fileferry.endpoints.sftp_shell import DigestShell, Follower, ShellBroken, probe_tools
 from fileferry.errors import (
     AuthenticationFailed,
-    ConfigError,
     DestinationError,
     EndpointUnavailable,
     FileFerryError,
-    HostKeyMismatch,
-    HostKeyUnknown,
     PermissionDenied,
     TargetExists,
 )
@@ -37,58 +53,22 @@ from fileferry.errors import (
 if TYPE_CHECKING:
     from fileferry.config import DestinationSettings
 
-__all__ = ["SftpDestination", "fetch_host_key", "map_sftp_error", "pin_host_key"]
+__all__ = ["SftpDestination", "fetch_host_key", "map_sftp_error", "pin_host_key",
+           "pinned_keys"]
 
 log = logging.getLogger(__name__)
 
 # AES-GCM first: ~1.5x faster than the ChaCha20 default where AES-NI exists.
 CIPHERS = ["aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
            "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"]
-PROBE = ("md5sum --version >/dev/null 2>&1 && echo md5; "
-         "sha256sum --version >/dev/null 2>&1 && echo sha256; "
-         "dd --version 2>/dev/null | grep -q coreutils && echo dd")
 READ_BLOCK = 256 * 1024
 EOF_PROBE = 64 * 1024
 """Read-back: the size of the last read that proves the end of the file (one request)."""
-SHELL_START_TIMEOUT = 10
-DEFAULT_SESSIONS = 2
-WRITE_SLICE = 2 * 1024 * 1024
-
-
-@dataclass
-class _Seen:
-    """The host key the server offered, kept for the error message."""
-
-    key: Any = None
-    fingerprint: str | None = None
-
-
-class _PinningClient(asyncssh.SSHClient):
-    """Accepts a key not in known_hosts only when it has the pinned fingerprint."""
-
-    def __init__(self, fingerprint: str | None) -> None:
-        self.fingerprint = fingerprint
-        self.seen = _Seen()
-
-    def validate_host_public_key(self, host: str, addr: str, port: int, key: Any) -> bool:
-        self.seen.key = key
-        self.seen.fingerprint = key.get_fingerprint("sha256")
-        return self.fingerprint is not None and self.seen.fingerprint == self.fingerprint
-
-
-def _known_hosts_entries(path: Path, host: str, port: int) -> list[Any]:
-    if not path.exists():
-        return []
-    try:
-        matched = asyncssh.match_known_hosts(str(path), host, "", port)
-    except (OSError, ValueError):
-        return []
-    return list(matched[0]) + list(matched[1])
-
-
-def _where(settings: DestinationSettings) -> str:
-    url = settings.parsed
-    return f"{url.host}:{url.port}"
+FOLLOW_MIN = 32 * 1024 * 1024
+"""Files from this size get their digest computed on the server while they are written."""
+DEFAULT_SESSIONS = 4
+"""Connections per destination unless ``max_sessions`` says otherwise (rclone's default is
+4 transfers, each with its own): files in flight share them, a large file is striped."""
 
 
 @dataclass
@@ -99,7 +79,7 @@ class _Session:
     sftp: Any
     active: int = 0
     dead: bool = False
-    shell: _DigestShell | None = None
+    shell: DigestShell | None = None
     shell_failed: bool = False
 
     def close(self) -> None:
@@ -111,73 +91,13 @@ class _Session:
         self.conn.close()
 
 
-class _ShellBroken(Exception):
-    """The persistent digest shell cannot be trusted any more (the request is retried)."""
-
-
-class _DigestShell:
-    """A long-lived ``sh`` on one connection that runs ``md5sum``/``sha256sum`` on request.
-
-    Each digest through a new exec costs a channel, a session process and a
-    shell on the server (~10 ms per file). This shell takes one command at a
-    time (``lock``), each followed by ``echo TOKEN $?`` with a fresh random
-    token, so every answer is matched to its own request; a request that
-    fails or is cancelled half-way closes the shell for good.
-    """
-
-    def __init__(self, process: Any) -> None:
-        self._process = process
-        self.lock = asyncio.Lock()
-        self.broken = False
-
-    @classmethod
-    async def start(cls, conn: Any) -> _DigestShell:
-        process = await conn.create_process("exec sh", encoding="utf-8", errors="replace")
-        shell = cls(process)
-        # Whatever the login scripts print comes before this line: skip it.
-        await asyncio.wait_for(shell._run("true"), SHELL_START_TIMEOUT)
-        return shell
-
-    async def digest(self, path: str, algorithm: HashName) -> tuple[int, str]:
-        """(exit status, output) of ``ALGsum -- PATH``; raises ``_ShellBroken``."""
-        return await self._run(f"{algorithm}sum -- {shlex.quote(path)}")
-
-    async def _run(self, command: str) -> tuple[int, str]:
-        if self.broken:
-            raise _ShellBroken("closed")
-        token = f"__fileferry_{secrets.token_hex(8)}"
-        try:
-            self._process.stdin.write(f"{command} 2>&1; echo \"{token} $?\"\n")
-            lines: list[str] = []
-            while True:
-                line = await self._process.stdout.readline()
-                if not line:
-                    raise _ShellBroken("the shell ended")
-                if line.startswith(token + " "):
-                    return int(line.split()[1]), "".join(lines)
-                lines.append(line)
-        except _ShellBroken:
-            self.close()
-            raise
-        except Exception as exc:
-            self.close()
-            raise _ShellBroken(repr(exc)) from exc
-        except BaseException:  # cancelled half-way: the next answer would be this one's
-            self.close()
-            raise
-
-    def close(self) -> None:
-        self.broken = True
-        with contextlib.suppress(Exception):
-            self._process.close()
-
-
 class SftpDestination:
     """A connected SFTP destination: a pool of up to ``max_sessions`` SSH connections.
 
     Operations run on the least-busy live connection; a new one is opened when
     every connection has a file in flight and the cap allows. A connection that
-    fails is dropped, so a retry gets a fresh one.
+    fails is dropped, so a retry gets a fresh one. A file of ``STRIPE_MIN`` or
+    more is written over several connections at once (see ``sftp_io``).
     """
 
     def __init__(self, name: str, settings: DestinationSettings, compression: bool) -> None:
@@ -190,6 +110,9 @@ class SftpDestination:
         self._sessions: list[_Session] = []
         self._opening = asyncio.Lock()
         self.connections_opened = 0
+        self._tools: set[str] = set()
+        self._streamed: dict[str, tuple[Follower, int]] = {}
+        """path → a digest computed while it was written, and the size it covers."""
 
     @classmethod
     async def connect(cls, name: str, settings: DestinationSettings,
@@ -198,7 +121,7 @@ class SftpDestination:
         first = await dest._open()
         try:
             home = await first.sftp.realpath(".")
-            tools = await _probe_tools(first.conn)
+            tools = await probe_tools(first.conn)
         except Exception as exc:
             first.close()
             raise map_sftp_error(exc, f"starting SFTP on {name}") from exc
@@ -207,6 +130,7 @@ class SftpDestination:
         atomic = (bool(getattr(handler, "_supports_posix_rename", False))
                   or first.sftp.version >= 5)
         hashes = frozenset(h for h in ("md5", "sha256") if h in tools)
+        dest._tools = tools
         dest.capabilities = Capabilities(hashes=hashes,
                                          supports_offset_writes=True,
                                          supports_atomic_rename=atomic, supports_resume=True,
@@ -216,8 +140,8 @@ class SftpDestination:
 
     async def _open(self) -> _Session:
         settings, url = self.settings, self.settings.parsed
-        known = _known_hosts_entries(settings.known_hosts_path, url.host, url.port)
-        client = _PinningClient(settings.host_key_fingerprint)
+        known = known_hosts_entries(settings.known_hosts_path, url.host, url.port)
+        client = PinningClient(settings.host_key_fingerprint)
         options: dict[str, Any] = {
             "username": url.username or getpass.getuser(),
             "known_hosts": str(settings.known_hosts_path) if known else ([], [], []),
@@ -229,16 +153,18 @@ class SftpDestination:
             "login_timeout": settings.connect_timeout,
             "keepalive_interval": 15,
             "agent_path": None,
-            "client_keys": _client_keys(settings),
+            "client_keys": client_keys(settings),
             "password": settings.password.get_secret_value() if settings.password else None,
             "preferred_auth": "publickey,password,keyboard-interactive",
         }
         try:
             conn = await asyncssh.connect(url.host, url.port, **options)
         except asyncssh.HostKeyNotVerifiable as exc:
-            raise _host_key_error(self.name, settings, client.seen, bool(known)) from exc
+            raise host_key_error(self.name, settings, client.seen, bool(known)) from exc
         except Exception as exc:
-            raise map_sftp_error(exc, f"connecting to {self.name} ({_where(settings)})") from exc
+            raise map_sftp_error(exc, f"connecting to {self.name} ({where(settings)})") from exc
+        drop_ignore_padding(conn)
+        coalesce_sends(conn)
         try:
             sftp = await conn.start_sftp_client()
         except Exception as exc:
@@ -247,22 +173,45 @@ class SftpDestination:
         self.connections_opened += 1
         return _Session(conn, sftp)
 
-    async def _session(self, for_file: bool) -> _Session:
-        """The least-busy live session; a new one when all carry files and the cap allows."""
-        async with self._opening:
-            self._sessions = [s for s in self._sessions if not s.dead]
-            best = min(self._sessions, key=lambda s: s.active, default=None)
-            if best is None or (for_file and best.active > 0
-                                and len(self._sessions) < self._cap):
-                best = await self._open()
-                self._sessions.append(best)
-            if for_file:
-                best.active += 1
-            return best
+    def _pick(self, for_file: bool, lane: bool) -> _Session | None:
+        """A live session that will do without opening one, or None.
+
+        For an extra ``lane`` of a striped file only an idle session will do:
+        striping over connections that already carry files gains nothing and
+        holds more data in flight.
+        """
+        self._sessions = [s for s in self._sessions if not s.dead]
+        best = min(self._sessions, key=lambda s: s.active, default=None)
+        if lane:
+            return best if best is not None and best.active == 0 else None
+        if best is None or (for_file and best.active > 0 and len(self._sessions) < self._cap):
+            return None
+        return best
+
+    async def _session(self, for_file: bool, lane: bool = False) -> _Session | None:
+        """The least-busy live session; a new one when all carry files and the cap allows.
+        Only for an extra ``lane`` can there be none (None)."""
+        best = self._pick(for_file, lane)
+        if best is None:  # opening is serialised; others keep using what is there meanwhile
+            async with self._opening:
+                best = self._pick(for_file, lane)
+                if best is None and len(self._sessions) < self._cap:
+                    best = await self._open()
+                    self._sessions.append(best)
+                elif best is None and not lane:
+                    best = min(self._sessions, key=lambda s: s.active)
+        if best is not None and for_file:
+            best.active += 1
+        return best
+
+    async def _any_session(self, for_file: bool) -> _Session:
+        session = await self._session(for_file)
+        assert session is not None  # without ``avoid`` there always is one
+        return session
 
     @contextlib.asynccontextmanager
     async def _use(self, what: str) -> AsyncIterator[_Session]:
-        session = await self._session(for_file=False)
+        session = await self._any_session(for_file=False)
         try:
             yield session
         except FileFerryError:
@@ -280,21 +229,68 @@ class SftpDestination:
 
     async def makedirs(self, path: str) -> None:
         async with self._use(f"creating directory {path}") as session:
-            await session.sftp.makedirs(path, exist_ok=True)
+            await makedirs(session.sftp, path)
 
-    async def open_write(self, path: str, offset: int = 0, *,
-                         truncate: bool = True) -> _SftpWriter:
-        session = await self._session(for_file=True)
+    async def open_write(self, path: str, offset: int = 0, *, truncate: bool = True,
+                         size: int | None = None, digest: HashName | None = None) -> SftpWriter:
+        """See ``Destination.open_write``; ``size`` (the whole file's, if known) decides
+        whether the file is striped over several connections, ``digest`` whether the
+        server hashes it while it is written (``sftp_shell.Follower``)."""
+        self._forget(path)
+        session = await self._any_session(for_file=True)
+        follow = (digest is not None and digest in self.capabilities.hashes and not offset
+                  and truncate and size is not None and size >= FOLLOW_MIN
+                  and "dd" in self._tools)
+        opening = self._open_handle(session, path, "wb" if truncate and not offset else "r+b")
+        if follow:
+            assert digest is not None
+            handle, follower = await asyncio.gather(opening, self._follower(session, path,
+                                                                            digest))
+        else:
+            handle, follower = await opening, None
+        striped = size is not None and size - offset >= STRIPE_MIN and self._cap > 1
+
+        async def open_lane() -> Lane | None:
+            extra = await self._session(for_file=True, lane=True)
+            if extra is None:
+                return None
+            return Lane(extra, await self._open_handle(extra, path, "r+b"))
+
+        def done(finished: Follower, stored: int) -> None:
+            self._streamed[path] = (finished, stored)
+
+        return SftpWriter(Lane(session, handle), path, offset, _failed, _release,
+                          open_lane if striped else None,
+                          min(STRIPES, self._cap) if striped else 1, follower, done)
+
+    async def _follower(self, session: _Session, path: str,
+                        digest: HashName) -> Follower | None:
+        """The server hashing ``path`` as it is written; None if that cannot start."""
         try:
-            handle = await session.sftp.open(path, "wb" if truncate and not offset else "r+b")
+            return await Follower.start(session.conn, path, digest)
+        except Exception as exc:
+            log.debug("no digest while writing %s (%s); md5sum afterwards", path, exc)
+            return None
+
+    def _forget(self, path: str) -> None:
+        """Drop a digest computed while ``path`` was written (it is being replaced)."""
+        entry = self._streamed.pop(path, None)
+        if entry is not None:
+            entry[0].abort()
+
+    async def _open_handle(self, session: _Session, path: str, mode: str) -> Any:
+        """Open ``path`` on ``session`` (which counts it); on failure the count is undone."""
+        try:
+            return await session.sftp.open(path, mode)
         except BaseException as exc:
             session.active -= 1  # also when cancelled: the slot must not leak
             if isinstance(exc, Exception):
                 raise _failed(session, exc, f"opening {path} for writing") from exc
             raise
-        return _SftpWriter(session, handle, path, offset)
 
     async def rename(self, src: str, dst: str, overwrite: bool) -> None:
+        self._forget(src)
+        self._forget(dst)
         what = f"renaming {src} to {dst}"
         async with self._use(what) as session:
             try:
@@ -311,11 +307,25 @@ class SftpDestination:
                 raise
 
     async def remove(self, path: str) -> None:
+        self._forget(path)
         async with self._use(f"removing {path}") as session:
             with contextlib.suppress(asyncssh.SFTPNoSuchFile):
                 await session.sftp.remove(path)
 
     async def digest(self, path: str, algorithm: HashName) -> str:
+        """The server's digest of ``path``: the one computed while this process wrote it,
+        when there is one for ``algorithm``, else ``md5sum``/``sha256sum`` now."""
+        entry = self._streamed.pop(path, None)
+        if entry is not None:
+            follower, size = entry
+            if follower.algorithm == algorithm:
+                streamed = await follower.result(size)
+                if streamed is not None:
+                    return streamed
+                log.debug("the digest of %s while writing failed; running %ssum", path,
+                          algorithm)
+            else:
+                follower.abort()
         async with self._use(f"running {algorithm}sum on {self.name}") as session:
             answer = await self._digest_in_shell(session, path, algorithm)
             if answer is None:  # no shell, or it is busy with another file: one exec
@@ -337,22 +347,17 @@ class SftpDestination:
                 return None
             session.shell_failed = True  # until it has started
             try:
-                session.shell = await _DigestShell.start(session.conn)
+                session.shell = await DigestShell.start(session.conn)
             except Exception as exc:
                 log.debug("no persistent shell on %s (%s); using one exec per digest",
                           self.name, exc)
                 return None
             session.shell_failed = False
-        shell = session.shell
-        if shell.lock.locked():
+        try:
+            status, out = await session.shell.digest(path, algorithm)
+        except ShellBroken as exc:
+            log.debug("the persistent shell on %s ended (%s); using an exec", self.name, exc)
             return None
-        async with shell.lock:
-            try:
-                status, out = await shell.digest(path, algorithm)
-            except _ShellBroken as exc:
-                log.debug("the persistent shell on %s ended (%s); using an exec", self.name,
-                          exc)
-                return None
         return (status, out, "") if status == 0 else (status, "", out)
 
     async def digest_ranges(self, path: str,
@@ -372,7 +377,7 @@ class SftpDestination:
         return md5s, lines[len(ranges)].split()[0].lstrip("\\").lower()
 
     async def open_read(self, path: str) -> AsyncIterator[bytes]:
-        session = await self._session(for_file=True)
+        session = await self._any_session(for_file=True)
         try:
             async with session.sftp.open(path, "rb") as handle:
                 # Sized reads: asyncssh turns a read into as many parallel requests as it
@@ -393,6 +398,9 @@ class SftpDestination:
             session.active -= 1
 
     async def close(self) -> None:
+        for follower, _ in self._streamed.values():
+            follower.abort()
+        self._streamed.clear()
         sessions, self._sessions = self._sessions, []
         for session in sessions:
             session.close()
@@ -401,148 +409,22 @@ class SftpDestination:
                 await session.conn.wait_closed()
 
 
-def _failed(session: _Session, exc: BaseException, what: str) -> FileFerryError:
+def _failed(session: LaneSession, exc: BaseException, what: str) -> FileFerryError:
     """Map the error; a connection that broke is dropped from the pool."""
     error = map_sftp_error(exc, what)
-    if isinstance(error, EndpointUnavailable):
+    if isinstance(error, EndpointUnavailable) and isinstance(session, _Session):
         session.close()
     return error
 
 
-class _SftpWriter:
-    def __init__(self, session: _Session, handle: Any, path: str, offset: int) -> None:
-        self._session = session
-        self._handle = handle
-        self._path = path
-        self._open = True
-        self.offset = offset
-
-    async def write(self, data: bytes) -> None:
-        """Write in slices: each is pipelined as parallel requests, and the SSH layer's
-        copies of the data in flight stay at one slice, not one chunk."""
-        view = memoryview(data)
-        try:
-            for start in range(0, len(view), WRITE_SLICE):
-                piece = view[start:start + WRITE_SLICE]
-                await self._handle.write(bytes(piece) if len(view) > WRITE_SLICE else data,
-                                         self.offset)
-                self.offset += len(piece)
-        except Exception as exc:
-            raise _failed(self._session, exc, f"writing {self._path}") from exc
-
-    async def commit(self) -> None:
-        try:
-            await self._handle.close()
-        except Exception as exc:
-            raise _failed(self._session, exc, f"closing {self._path}") from exc
-        finally:
-            self._release()
-
-    async def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self._handle.close(), 5)
-        self._release()
-
-    def _release(self) -> None:
-        if self._open:
-            self._open = False
-            self._session.active -= 1
+def _release(session: LaneSession) -> None:
+    session.active -= 1
 
 
 def _resolve_root(path: str, home: str) -> str:
     if path == "~" or path.startswith("~/"):
         path = home.rstrip("/") + path[1:]
     return posixpath.normpath(path) if path != "/" else "/"
-
-
-async def _probe_tools(conn: Any) -> set[str]:
-    """Which of md5sum, sha256sum and GNU dd the account can run (none if SFTP-only)."""
-    try:
-        result = await conn.run(PROBE, input="", check=False, timeout=10)
-    except Exception:
-        return set()
-    return set(str(result.stdout or "").split()) & {"md5", "sha256", "dd"}
-
-
-async def fetch_host_key(settings: DestinationSettings) -> Any:
-    """The host key the server presents (no authentication, nothing trusted)."""
-    url = settings.parsed
-    try:
-        key = await asyncio.wait_for(asyncssh.get_server_host_key(url.host, url.port),
-                                     settings.connect_timeout)
-    except Exception as exc:
-        raise map_sftp_error(exc, f"fetching the host key of {_where(settings)}") from exc
-    if key is None:
-        raise EndpointUnavailable(f"{_where(settings)} presented no host key")
-    return key
-
-
-def pin_host_key(settings: DestinationSettings, key: Any, replace: bool = False) -> Path:
-    """Add ``key`` for the destination's host to its known_hosts file.
-
-    With ``replace``, lines already naming exactly this host are dropped first.
-    """
-    url = settings.parsed
-    host = url.host if url.port == 22 else f"[{url.host}]:{url.port}"
-    path = settings.known_hosts_path
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
-    if replace:
-        lines = [ln for ln in lines if not _names_host(ln, url.host, url.port)]
-    lines.append(f"{host} {key.export_public_key('openssh').decode().strip()}\n")
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("".join(lines), encoding="utf-8")
-    tmp.chmod(0o600)
-    tmp.replace(path)
-    return path
-
-
-def _names_host(line: str, host: str, port: int) -> bool:
-    """Whether one known_hosts line applies to host:port (hashed names included)."""
-    if not line.strip() or line.lstrip().startswith("#"):
-        return False
-    try:
-        keys, cas, *_ = asyncssh.match_known_hosts(line.encode(), host, "", port)
-    except (ValueError, asyncssh.KeyImportError):
-        return False
-    return bool(keys or cas)
-
-
-def pinned_keys(settings: DestinationSettings) -> list[Any]:
-    url = settings.parsed
-    return _known_hosts_entries(settings.known_hosts_path, url.host, url.port)
-
-
-def _client_keys(settings: DestinationSettings) -> list[Any]:
-    """The configured key: text from a secret (identity/secrets.py) or a key file."""
-    if settings.private_key is not None:
-        try:
-            return [asyncssh.import_private_key(settings.private_key.get_secret_value())]
-        except (asyncssh.KeyImportError, ValueError):
-            # never echo the key: name where it came from instead
-            raise ConfigError("the private_key in the destination's secret is not an "
-                              "unencrypted OpenSSH or PEM private key") from None
-    return [str(settings.private_key_file)] if settings.private_key_file else []
-
-
-def _host_key_error(name: str, settings: DestinationSettings, seen: _Seen,
-                    had_entries: bool) -> FileFerryError:
-    offered = seen.fingerprint or "(none offered)"
-    where = _where(settings)
-    if settings.host_key_fingerprint:
-        return HostKeyMismatch(
-            f"host key for {where} ({offered}) does not match the pinned fingerprint "
-            f"{settings.host_key_fingerprint}; if the partner rotated it, confirm the new "
-            f"fingerprint with them and update destinations.{name}.host_key_fingerprint")
-    if had_entries:
-        return HostKeyMismatch(
-            f"host key for {where} does not match the pinned key in "
-            f"{settings.known_hosts_path} (server offered {offered}); if the partner rotated "
-            f"it, confirm with them, then run `fileferry hostkey {name} --pin --replace`")
-    return HostKeyUnknown(
-        f"no pinned host key for {where} in {settings.known_hosts_path} (server offered "
-        f"{offered}); confirm the fingerprint with the partner, then run "
-        f"`fileferry hostkey {name} --pin` or set destinations.{name}.host_key_fingerprint")
 
 
 def map_sftp_error(exc: BaseException, what: str) -> FileFerryError:

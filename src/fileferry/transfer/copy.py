@@ -12,13 +12,12 @@ import contextlib
 import logging
 import posixpath
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from tenacity import RetryCallState
 
-from fileferry.endpoints.base import ByteStream, Destination, Source, Writer
+from fileferry.endpoints.base import ByteStream, Destination, HashName, Source, Writer
 from fileferry.errors import (
     ChecksumMismatch,
     DestinationError,
@@ -28,20 +27,19 @@ from fileferry.errors import (
     VerificationFailed,
 )
 from fileferry.models import FilePlan, FileResult, VerifiedBy
+from fileferry.transfer.checkpoints import Boundaries, ResumeState, Snapshots, hash_after
 from fileferry.transfer.hashing import Digests, digest_stream
 from fileferry.transfer.progress import ProgressSubscriber
 from fileferry.transfer.retry import RetryPolicy
 from fileferry.transfer.throttle import ThrottledWriter, TokenBucket
 
 __all__ = ["CopyOptions", "Paused", "ResumeState", "alternative_name", "copy_file", "place",
-           "remove_quietly", "temp_name", "verify_file"]
+           "proves_md5", "remove_quietly", "temp_name", "verify_file"]
 
 log = logging.getLogger(__name__)
 MAX_RENAME_TRIES = 1000
-CHECKPOINTS = 64
 SETTLE_INTERVAL = 0.25  # seconds between looks at a partial file the server may still grow
 SETTLE_MAX = 10.0
-"""Digest snapshots kept per file: enough to rewind past what a server had not stored."""
 
 
 def temp_name(final: str, tag: str) -> str:
@@ -59,18 +57,55 @@ def alternative_name(final: str, n: int) -> str:
 
 def _check_source(plan: FilePlan, expected: dict[str, str], digests: Digests,
                   size: int) -> None:
+    """The streamed bytes against what S3 holds (an MD5 not computed is proved later)."""
     if digests.size != size:
         raise SourceError(f"{plan.source}: S3 sent {digests.size} bytes, expected {size}")
     for algo, got in (("md5", digests.md5), ("sha256", digests.sha256)):
         want = expected.get(algo)
-        if want and want != got:
+        if want and got is not None and want != got:
             raise ChecksumMismatch(f"{plan.source}: {algo} of the streamed bytes is {got} but "
                                    f"S3 holds {want}; the copy was discarded")
 
 
+def proves_md5(dest: Destination, mode: str, expected: dict[str, str]) -> bool:
+    """Whether the destination's own MD5 will be compared with S3's, so that the client
+    need not hash MD5 at all: the server's ``md5sum`` of the file equal to the ETag proves
+    the file is the object (what rclone checks too); SHA-256 is still computed for the
+    record. Only where ``verify: auto`` asks the server for MD5 first."""
+    return mode == "auto" and "md5" in dest.capabilities.hashes and "md5" in expected
+
+
+async def _server_digest(dest: Destination, path: str, digests: Digests,
+                         source_md5: str | None) -> VerifiedBy | None:
+    """The server's MD5 (else SHA-256) against the stream's; None: read the file back."""
+    for algo, name in (("md5", "server-md5"), ("sha256", "server-sha256")):
+        if algo not in dest.capabilities.hashes:
+            continue
+        want = (digests.md5 or source_md5) if algo == "md5" else digests.sha256
+        try:
+            got = await dest.digest(path, algo)
+        except DestinationError as exc:
+            log.warning("server-side %s failed (%s); reading the file back instead", algo, exc)
+            return None
+        if got != want and algo == "md5" and digests.md5 is None:
+            raise ChecksumMismatch(f"{path}: the server's md5 is {got} but S3 holds {want}; "
+                                   "the bytes were damaged on the way; the copy was discarded")
+        if got != want:
+            raise VerificationFailed(f"{path}: the server's {algo} is {got}, the bytes sent "
+                                     f"hash to {want}")
+        return name  # type: ignore[return-value]
+    return None
+
+
 async def verify_file(dest: Destination, path: str, digests: Digests,
-                      mode: str) -> VerifiedBy:
-    """Prove the file at ``path`` holds the streamed bytes; return how it was proved."""
+                      mode: str, source_md5: str | None = None) -> VerifiedBy:
+    """Prove the file at ``path`` holds the streamed bytes; return how it was proved.
+
+    When MD5 was not hashed while streaming (``digests.md5`` is None),
+    ``source_md5`` (S3's) stands in for it: a difference means the bytes that
+    reached the server are not the object (``ChecksumMismatch``), and a
+    read-back also checks MD5 against it.
+    """
     if mode == "none":
         return "none"
     if mode == "size":
@@ -80,25 +115,17 @@ async def verify_file(dest: Destination, path: str, digests: Digests,
             raise VerificationFailed(f"{path}: expected {digests.size} bytes, found {got}")
         return "size"
     if mode == "auto":
-        for algo, name in (("md5", "server-md5"), ("sha256", "server-sha256")):
-            if algo not in dest.capabilities.hashes:
-                continue
-            want = digests.md5 if algo == "md5" else digests.sha256
-            try:
-                got = await dest.digest(path, algo)
-            except DestinationError as exc:
-                log.warning("server-side %s failed (%s); reading the file back instead", algo,
-                            exc)
-                break
-            if got != want:
-                raise VerificationFailed(f"{path}: the server's {algo} is {got}, the bytes sent "
-                                         f"hash to {want}")
-            return name  # type: ignore[return-value]
+        proved = await _server_digest(dest, path, digests, source_md5)
+        if proved is not None:
+            return proved
     back = await digest_stream(dest.open_read(path))
     if back.sha256 != digests.sha256 or back.size != digests.size:
         raise VerificationFailed(f"{path}: reading back gave {back.size} bytes with sha256 "
                                  f"{back.sha256}, sent {digests.size} bytes with "
                                  f"{digests.sha256}")
+    if digests.md5 is None and source_md5 and back.md5 != source_md5:
+        raise ChecksumMismatch(f"{path}: its md5 is {back.md5} but S3 holds {source_md5}; "
+                               "the copy was discarded")
     return "readback-sha256"
 
 
@@ -140,7 +167,7 @@ class CopyOptions:
     it differs on every read (never resumed: each attempt starts from zero), and the
     source's size and checksums are checked by the transform itself."""
     out_of_time: Callable[[], bool] | None = None
-    """Asked after each confirmed chunk (a time budget, e.g. Lambda's 15 minutes): once it
+    """Asked after each chunk is written (a time budget, e.g. Lambda's 15 minutes): once it
     says yes, the bytes so far are committed and ``copy_file`` raises ``Paused``."""
 
 
@@ -155,34 +182,6 @@ class Paused(Exception):
     def __init__(self, offset: int) -> None:
         super().__init__(f"paused at byte {offset}")
         self.offset = offset
-
-
-class ResumeState:
-    """What one file's attempts have achieved: digests at confirmed offsets."""
-
-    def __init__(self) -> None:
-        self.started = False
-        self.sent = False
-        self.expected: dict[str, str] = {}
-        self.reset()
-
-    def reset(self) -> None:
-        self.digests = Digests()
-        self.sent = False
-        self.checkpoints: deque[Digests] = deque(maxlen=CHECKPOINTS)
-
-    def checkpoint(self) -> None:
-        self.checkpoints.append(self.digests.copy())
-
-    def resume_from(self, confirmed: int) -> int:
-        """Continue from the latest checkpoint at or before ``confirmed`` bytes."""
-        while self.checkpoints and self.checkpoints[-1].size > confirmed:
-            self.checkpoints.pop()
-        if not self.checkpoints:
-            self.reset()
-            return 0
-        self.digests = self.checkpoints[-1].copy()
-        return self.digests.size
 
 
 async def remove_quietly(dest: Destination, tmp: str) -> None:
@@ -250,14 +249,14 @@ async def _close_stream(stream: ByteStream) -> None:
 
 
 async def _open_both(source: Source, dest: Destination, plan: FilePlan, tmp: str,
-                     offset: int) -> tuple[Writer, ByteStream]:
+                     offset: int, digest: HashName | None = None) -> tuple[Writer, ByteStream]:
     """Open the temporary file and the S3 GET at the same time (one round trip, not two).
 
     If either fails, the other is closed again before the error propagates: a
     refusal at the destination leaves no S3 GET open, a failed GET leaves no
     file open (the caller removes the temporary file, as before).
     """
-    opening = asyncio.ensure_future(dest.open_write(tmp, offset))
+    opening = asyncio.ensure_future(dest.open_write(tmp, offset, size=plan.size, digest=digest))
     getting = asyncio.ensure_future(source.open_range(plan.bucket, plan.key, start=offset))
     try:
         await asyncio.wait((opening, getting))
@@ -282,56 +281,45 @@ async def _undo(opening: asyncio.Future[Writer], getting: asyncio.Future[ByteStr
         await _close_stream(getting.result())
 
 
-async def _hash_after(previous: asyncio.Future[Digests] | None, digests: Digests,
-                      chunk: bytes) -> Digests:
-    """Hash ``chunk`` once ``previous`` has (order matters); return a snapshot after it."""
-    if previous is not None:
-        await asyncio.shield(previous)
-    await digests.update_async(chunk)
-    return digests.copy()
-
-
 async def _stream(stream: ByteStream, writer: Writer, plan: FilePlan, state: ResumeState,
                   progress: ProgressSubscriber,
                   out_of_time: Callable[[], bool] | None = None) -> None:
     """Write every chunk while hashing it in a worker thread, hashing one chunk behind.
 
     The SHA-256/MD5 of chunk *n* may still run while chunk *n+1* is written,
-    so neither waits for the other. A checkpoint (the digests at a chunk
-    boundary) is recorded only once the destination has acknowledged every
-    byte before it *and* the hash has reached it, so ``resume_from`` never
+    so neither waits for the other. A checkpoint (the digests every
+    ``hashing.STEP`` bytes) is recorded only once the destination has
+    acknowledged every byte before it (``writer.acknowledged``: writes may be
+    pipelined) *and* the hash has reached it, so ``resume_from`` never
     continues from bytes the server did not confirm. At most two chunks are
     being hashed at once (memory stays bounded); all hashing has finished
     when this returns or raises. ``out_of_time`` is asked once each chunk is written;
-    when it says yes, every hash is awaited and ``Paused`` is raised.
+    when it says yes, every hash is awaited, the GET is closed and ``Paused`` is raised
+    (the caller commits the writer, which confirms every byte written).
     """
-    digests = state.digests
-    hashing: asyncio.Future[Digests] | None = None
-    written: deque[asyncio.Future[Digests]] = deque()  # acknowledged, hash maybe pending
+    boundaries = Boundaries(state, writer)
+    hashing: asyncio.Future[Snapshots] | None = None
+    written = 0
     chunks = aiter(stream)
     try:
         async for chunk in chunks:
-            hashing = asyncio.ensure_future(_hash_after(hashing, digests, chunk))
+            hashing = asyncio.ensure_future(hash_after(hashing, state.digests, chunk))
+            boundaries.add(written, hashing)
             await writer.write(chunk)
-            written.append(hashing)
-            while written and (written[0].done() or len(written) > 1):
-                state.checkpoints.append(await written.popleft())
+            written += len(chunk)
+            await boundaries.settle(keep_one=True)
             progress.bytes_moved(plan, len(chunk))
             if out_of_time is not None and out_of_time():
-                while written:
-                    state.checkpoints.append(await written.popleft())
+                await boundaries.settle(keep_one=False)
                 close = getattr(chunks, "aclose", None)  # ends the GET's read-ahead now
                 if close is not None:
                     await close()
-                raise Paused(digests.size)
-        while written:
-            state.checkpoints.append(await written.popleft())
+                raise Paused(state.digests.size)
+        await boundaries.settle(keep_one=False)
     except BaseException:
         if hashing is not None:  # let the hash chain settle; keep confirmed, hashed boundaries
             await asyncio.gather(hashing, return_exceptions=True)
-        while written and written[0].done() and not written[0].cancelled() \
-                and written[0].exception() is None:
-            state.checkpoints.append(written.popleft().result())
+        boundaries.settle_done()
         raise
 
 
@@ -343,14 +331,21 @@ async def _send(source: Source, dest: Destination, plan: FilePlan, tmp: str, off
         _check_source(plan, state.expected, state.digests, plan.size)
         state.sent = True
         return
-    writer, stream = await _open_both(source, dest, plan, tmp, offset)
+    # verify_file asks the server for MD5 first: it may hash while the file is written.
+    digest: HashName | None = "md5" if options.verify == "auto" and \
+        "md5" in dest.capabilities.hashes else None
+    writer, stream = await _open_both(source, dest, plan, tmp, offset, digest)
     if options.bucket is not None:
         writer = ThrottledWriter(writer, options.bucket)
     try:
-        if offset == 0:
+        if offset == 0 and options.transformed:  # S3's checksums describe the plaintext
+            state.expected = {}
+            state.digests = Digests()
+        elif offset == 0:
             state.expected = {k: v for k, v in (("md5", plan.source_md5),
                                                 ("sha256", plan.source_sha256)) if v}
             state.expected.update(stream.info.checksums)
+            state.digests = Digests(md5=not proves_md5(dest, options.verify, state.expected))
         await _stream(stream, writer, plan, state, progress, options.out_of_time)
         await writer.commit()
     except Paused:
@@ -383,13 +378,15 @@ async def _attempt(source: Source, dest: Destination, plan: FilePlan, tmp: str,
     if not state.sent:
         await _send(source, dest, plan, tmp, offset, state, options, progress)
     try:
-        verified_by = await verify_file(dest, tmp, state.digests, options.verify)
-    except VerificationFailed:
+        verified_by = await verify_file(dest, tmp, state.digests, options.verify,
+                                        state.expected.get("md5"))
+    except (VerificationFailed, ChecksumMismatch):
         state.reset()
         raise
     final = await place(dest, tmp, plan.destination, options.on_conflict)
     return FileResult(source=plan.source, destination=final, size=state.digests.size,
-                      sha256=state.digests.sha256, md5=state.digests.md5,
+                      sha256=state.digests.sha256,
+                      md5=state.digests.md5 or state.expected.get("md5"),
                       verified_by=verified_by, status="DELIVERED")
 
 

@@ -20,7 +20,14 @@ from tenacity import RetryCallState
 from fileferry.endpoints.base import Destination, Source, Writer
 from fileferry.errors import FileFerryError, SourceError, VerificationFailed
 from fileferry.models import FilePlan, FileResult, VerifiedBy
-from fileferry.transfer.copy import CopyOptions, ResumeState, place, remove_quietly, temp_name
+from fileferry.transfer.copy import (
+    CopyOptions,
+    ResumeState,
+    _stream,
+    place,
+    remove_quietly,
+    temp_name,
+)
 from fileferry.transfer.hashing import Digests
 from fileferry.transfer.progress import ProgressSubscriber
 from fileferry.transfer.throttle import ThrottledWriter
@@ -63,10 +70,8 @@ async def _send_range(source: Source, dest: Destination, plan: FilePlan, tmp: st
             writer = ThrottledWriter(writer, options.bucket)
         try:
             stream = await source.open_range(plan.bucket, plan.key, offset, end)
-            async for chunk in stream:
-                await asyncio.gather(writer.write(chunk), state.digests.update_async(chunk))
-                state.checkpoint()
-                progress.bytes_moved(plan, len(chunk))
+            # Checkpoints only where the server confirmed every byte before them.
+            await _stream(stream, writer, plan, state, progress)
             await writer.commit()
         except BaseException:
             await writer.abort()

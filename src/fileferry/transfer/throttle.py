@@ -77,6 +77,10 @@ class ThrottledWriter:
         self._inner = inner
         self._bucket = bucket
 
+    @property
+    def acknowledged(self) -> int:
+        return self._inner.acknowledged
+
     async def write(self, data: bytes) -> None:
         await self._bucket.take(len(data))
         await self._inner.write(data)
