@@ -78,7 +78,9 @@ class S3Server:
 def start_s3(stack: ExitStack, workdir: Path) -> S3Server:
     """moto's S3 server in a child process; stopped when ``stack`` closes."""
     moto = stack.enter_context(MotoServer(workdir))
-    return S3Server(endpoint_url=moto.endpoint_url, pid=find_pid("moto.server", str(moto.port)))
+    if moto.pid is None:
+        raise BenchError("moto's server exited right after it started; see moto.log")
+    return S3Server(endpoint_url=moto.endpoint_url, pid=moto.pid)
 
 
 def become_subreaper() -> bool:

@@ -25,6 +25,11 @@ class MotoServer:
     def endpoint_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int | None:
+        """The server process's pid while it runs (the benchmark counts its CPU)."""
+        return self._proc.pid if self._proc is not None and self._proc.poll() is None else None
+
     def start(self, attempts: int = 3) -> MotoServer:
         for _ in range(attempts):
             self.port = free_port()
