@@ -106,11 +106,18 @@ async def test_trigger_file_and_actions_only_after_the_whole_batch(
                             routes={"r": route})
     failed = await run_route(settings, "r", sleep=no_sleep)
     assert failed.status == "FAILED" and failed.trigger_file is None
-    assert not list((remote_dir / "inbound").glob("*.done"))
-    assert keys(s3, bucket) == {"out/a.csv", "out/b.csv"}, "nothing archived or deleted"
+    assert not list((remote_dir / "inbound").glob("*.done")), "it promises the whole batch"
+    # a was verified and renamed into place before b failed: it is delivered, so it is in
+    # the ledger (never sent again) and gets its actions; b is untouched, to go again
+    assert (remote_dir / "inbound" / "a.csv").read_bytes() == b"aaa"
+    assert keys(s3, bucket) == {"archive/a.csv", "out/b.csv"}
+    tags = s3.get_object_tagging(Bucket=bucket, Key="archive/a.csv")["TagSet"]
+    assert tags == [{"Key": "fileferry", "Value": "sent"}]
+    assert failed.actions_failed == []
     entries = {e.key: e for e in await ledger_of(settings, "r")}
-    assert entries["out/a.csv"].state == "delivered" and not entries["out/a.csv"].actions
-    assert entries["out/b.csv"].state == "released"
+    assert entries["out/a.csv"].state == "delivered"
+    assert entries["out/a.csv"].actions == {"tag": "done", "archive": "done", "delete": "done"}
+    assert entries["out/b.csv"].state == "released" and not entries["out/b.csv"].actions
 
     blocker.rmdir()
     run = await run_route(settings, "r", sleep=no_sleep)
@@ -120,7 +127,7 @@ async def test_trigger_file_and_actions_only_after_the_whole_batch(
     assert len(done) == 1 and done[0].read_bytes() == b""
     assert run.trigger_file == str(done[0])
     assert run.actions_failed == []
-    assert keys(s3, bucket) == {"out/a.csv", "archive/b.csv"}
+    assert keys(s3, bucket) == {"archive/a.csv", "archive/b.csv"}
     tags = s3.get_object_tagging(Bucket=bucket, Key="archive/b.csv")["TagSet"]
     assert tags == [{"Key": "fileferry", "Value": "sent"}]
     entry = {e.key: e for e in await ledger_of(settings, "r")}["out/b.csv"]
@@ -159,6 +166,9 @@ async def test_no_archive_or_delete_when_verification_fails(
     assert run.status == "FAILED" and run.error and run.error["type"] == "VerificationFailed"
     assert keys(s3, bucket) == {"out/a.csv"}
     assert not (remote_dir / "inbound" / "batch.ok").exists()
+    [entry] = await ledger_of(settings, "r")  # renamed into place, then gone: source kept
+    assert set(entry.actions) == {"archive", "delete"}
+    assert all(v.startswith("skipped: the batch failed") for v in entry.actions.values())
 
 
 def test_cli_run_routes_and_ledger(make_config: Callable[..., Path], sshd: SshdServer,

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import logging
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
+import pytest
+
 from fileferry.automation.routes import run_route
 from fileferry.config import Settings
+from fileferry.sandbox.s3 import MotoServer
 from fileferry.store import open_store
 from fileferry.store.ledger import Ledger, LedgerEntry
 from tests.automation.conftest import GpgIdentity
 from tests.conftest import sftp_destination
 from tests.helpers import seed, sha256_bytes
+from tests.identity.test_secret_scan import store_bytes
 from tests.servers.sshd import SshdServer
 from tests.transfer.test_engine_sftp import tree
 
@@ -103,3 +110,57 @@ async def test_pgp_round_trip_with_signature_manifest_and_ledger(
     assert data.ciphertext_sha256 == sha256_bytes(arrived["data.bin.pgp"])
     assert data.ciphertext_size == len(arrived["data.bin.pgp"])
     assert run.trigger_file and run.trigger_file.endswith(manifest_name)
+
+
+async def test_pgp_keys_from_secrets_manager_never_reach_logs_or_the_store(
+        settings_for: SettingsFor, sshd: SshdServer, remote_dir: Path, s3: Any, bucket: str,
+        gpg_keys: tuple[GpgIdentity, GpgIdentity], moto: MotoServer,
+        caplog: pytest.LogCaptureFixture) -> None:
+    partner, ours = gpg_keys
+    sm = boto3.client("secretsmanager", endpoint_url=moto.endpoint_url, region_name="us-east-1")
+    public = sm.create_secret(Name="fileferry/destinations/partner-pgp-" + secrets.token_hex(3),
+                              SecretString=partner.public)["ARN"]
+    signing = "fileferry/destinations/our-pgp-" + secrets.token_hex(3)
+    sm.create_secret(Name=signing, SecretString=json.dumps({"private_key": ours.secret}))
+    seed(s3, bucket, {"out/ledger.csv": b"id,amount\n1,100\n"})
+    route = route_config(bucket, encryption={"recipient_key_secret": public,
+                                             "signing_key_secret": f"{signing}#private_key"})
+    settings = settings_for({"t": sftp_destination(sshd, remote_dir)}, routes={"r": route},
+                            secrets_manager={"endpoint_url": moto.endpoint_url,
+                                             "region": "us-east-1"})
+    caplog.set_level(logging.DEBUG)
+    run = await run_route(settings, "r", sleep=no_sleep)
+    assert run.status == "SUCCEEDED", run.error
+    arrived = (remote_dir / "inbound" / "ledger.csv.pgp").read_bytes()
+    partner.gpg("--import", data=ours.public.encode())
+    done = partner.gpg("--status-fd", "2", "--decrypt", data=arrived)
+    assert done.returncode == 0, done.stderr.decode()
+    assert done.stdout == b"id,amount\n1,100\n"
+    assert f"VALIDSIG {ours.fingerprint}".encode() in done.stderr
+
+    def body(armored: str) -> str:  # a line of the key material itself
+        return max(armored.splitlines(), key=len)
+
+    known = {"our private key": body(ours.secret), "the partner's key": body(partner.public)}
+    places = {"log records": "\n".join(f"{r.name} {r.getMessage()} {r.exc_text or ''}"
+                                       for r in caplog.records),
+              "the store (raw SQLite files)": store_bytes(settings.store.url).decode("latin-1")}
+    assert len(caplog.records) > 10  # the scan looks at real material
+    leaks = [f"{what} in {where}" for where, text in places.items()
+             for what, value in known.items() if value in text]
+    assert not leaks
+
+
+async def test_a_missing_pgp_secret_fails_the_file_and_names_the_key(
+        settings_for: SettingsFor, sshd: SshdServer, remote_dir: Path, s3: Any, bucket: str,
+        moto: MotoServer) -> None:
+    seed(s3, bucket, {"out/x.csv": b"x\n"})
+    route = route_config(bucket, encryption={"recipient_key_secret": "fileferry/nope"})
+    settings = settings_for({"t": sftp_destination(sshd, remote_dir)}, routes={"r": route},
+                            secrets_manager={"endpoint_url": moto.endpoint_url,
+                                             "region": "us-east-1"})
+    run = await run_route(settings, "r", sleep=no_sleep)
+    assert run.status in ("FAILED", "REFUSED") and run.error is not None
+    assert "routes.r.options.encryption.recipient_key_secret" in run.error["message"]
+    assert "no secret fileferry/nope" in run.error["message"]
+    assert tree(remote_dir) == {}

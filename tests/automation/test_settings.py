@@ -43,6 +43,11 @@ def refusal(route: dict[str, Any]) -> str:
      "unknown time zone 'Mars/Base'"),
     ({"options": {"encryption": {"recipient_key": "not a key"}}}, "ASCII-armored public key"),
     ({"options": {"encryption": {}}}, "exactly one of recipient_key"),
+    ({"options": {"encryption": {"recipient_key_file": "k.asc",
+                                 "recipient_key_secret": "fileferry/destinations/k"}}},
+     "recipient_key_secret (Secrets Manager)"),
+    ({"options": {"encryption": {"recipient_key_secret": "k", "signing_key_file": "a",
+                                 "signing_key_secret": "b"}}}, "at most one of signing_key"),
     ({"options": {"post_delivery": {"archive_prefix": "archive"}}}, "must end in '/'"),
     ({"options": {"colour": 1}}, "routes.r.options.colour: unknown key"),
 ])

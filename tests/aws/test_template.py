@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fileferry.aws.handlers import HANDLERS, SPECS
+from fileferry.aws.handlers import HANDLERS, SPECS, TRIGGERS
 from fileferry.store.base import TABLES
 from fileferry.workflow.asl import StateMachine
 from fileferry.workflow.registry import definition_text
@@ -58,13 +58,15 @@ def test_the_deployed_definition_passes_statelint(tmp_path: Path) -> None:
 
 def test_every_handler_path_imports_and_is_callable() -> None:
     functions = resources(FUNCTION)
-    assert set(functions) == set(HANDLERS)  # logical id == ASL placeholder == step
+    # logical id == ASL placeholder == step; and the functions that start executions
+    assert set(functions) == set(HANDLERS) | set(TRIGGERS)
     for logical, resource in functions.items():
         module, _, attr = resource["Properties"]["Handler"].rpartition(".")
         handler = getattr(importlib.import_module(module), attr)
-        assert callable(handler) and handler is HANDLERS[logical]
+        assert callable(handler) and handler is {**HANDLERS, **TRIGGERS}[logical]
         name = resource["Properties"]["FunctionName"]["Fn::Sub"]
-        assert name == "${NamePrefix}-" + SPECS[logical].function
+        function = SPECS[logical].function if logical in SPECS else "RunRoute"
+        assert name == "${NamePrefix}-" + function
     code = template()["Globals"]["Function"]["CodeUri"]
     assert (TEMPLATE.parent / code / "fileferry" / "aws" / "handlers.py").exists()
 
@@ -179,3 +181,35 @@ def test_the_definition_names_the_prefixed_functions(name: str) -> None:
     text = deployed_definition(name)
     assert f":function:{name}-ChunkedTransfer\"" in text
     assert ":function:FileFerry-DownloadS3" not in text  # streamed: no download step
+
+
+def test_routes_run_from_one_schedule_and_the_object_created_rule() -> None:
+    """RunRoute: list the sources, start executions of the one state machine; the ledger
+    tables for the functions that write them; the tick and the S3 rule may invoke it."""
+    assert _policies("RunRouteFunction") == {"FunctionBasePolicy", "RunRoutePolicy"}
+    grants = {s["Sid"]: (s["Action"], s["Resource"]) for s in _statements("RunRoutePolicy")}
+    assert grants["StartTransfers"] == ("states:StartExecution", {"Ref": "TransferStateMachine"})
+    assert grants["LookUpTransfers"][0] == "states:DescribeExecution"
+    assert ":execution:${NamePrefix}-Transfer:*" in grants["LookUpTransfers"][1]["Fn::Sub"]
+    assert grants["ListSources"][0] == "s3:ListBucket"
+    ledger = template()["Resources"]["RouteLedgerPolicy"]["Properties"]
+    assert {r["Ref"] for r in ledger["Roles"]} == {
+        "RunRouteFunctionRole", "TransferFunctionRole", "ChunkedTransferFunctionRole",
+        "PostDeliveryFunctionRole"}
+    assert {r["Fn::GetAtt"][0] for r in _statements("RouteLedgerPolicy")[0]["Resource"]} == {
+        "StoreLedgerTable", "StoreRouteStateTable", "StorePlaintextTable"}
+    [tick] = resources("AWS::Scheduler::Schedule").values()
+    target = tick["Properties"]["Target"]
+    assert tick["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+    assert target["Arn"] == {"Fn::GetAtt": ["RunRouteFunction", "Arn"]}
+    assert json.loads(target["Input"]) == json.loads(
+        (ROOT / "tests" / "events" / "run_route_tick.json").read_text()) | {
+        "scheduled_time": "<aws.scheduler.scheduled-time>"}
+    [rule] = resources("AWS::Events::Rule").values()
+    pattern = rule["Properties"]["EventPattern"]
+    assert pattern["detail-type"] == ["Object Created"] and pattern["source"] == ["aws.s3"]
+    assert pattern["detail"]["bucket"]["name"] == {"Ref": "SourceBuckets"}
+    [permission] = resources("AWS::Lambda::Permission").values()
+    assert permission["Properties"]["Principal"] == "events.amazonaws.com"
+    assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": ["RouteObjectCreatedRule",
+                                                                    "Arn"]}

@@ -100,7 +100,8 @@ async def test_failures_end_in_handle_error(settings_for: SettingsFor, sshd: Ssh
     assert result.error is not None and result.error["type"] == expected
     events = await history(settings, result.transfer_id)
     states = [e["state"] for e in events if e["event"] == "entered"]
-    assert states[-3:] == ["HandleError", "CleanupAfterError", "TransferFailed"]
+    assert states[-4:] == ["HandleError", "SettleDelivered", "CleanupAfterError",
+                          "TransferFailed"]
     failed = [e for e in events if e["event"] == "failed"]
     assert failed and failed[0]["state"] == "ValidateInput" and failed[0]["error"] == expected
     assert "failed" in await audit_events(settings, result.transfer_id)

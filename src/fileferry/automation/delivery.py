@@ -6,6 +6,14 @@ transfer that is not a route's it does nothing. It is idempotent: entries are
 marked delivered once, the trigger file is replaced with the same content, and
 an object whose actions were recorded is not acted on again.
 
+For a batch that failed, the workflow's ``SettleDelivered`` state calls it
+with ``after_failure``: the files verified and renamed into place before the
+failure *are* delivered, so they are recorded in the ledger (a rerun does not
+send them again) and get their actions, each after a fresh check that the
+destination still holds it at the delivered size (a file that is gone is
+recorded ``skipped`` and its source kept). The trigger file is not written: it
+promises the whole batch; the rerun that delivers the rest writes it.
+
 Action failures do not fail the transfer (its files are delivered and
 verified); each is written to the audit trail (``post_delivery_failed``) and to
 the object's ledger entry, and ``fileferry run`` reports them and exits 1.
@@ -34,7 +42,7 @@ from fileferry.transfer.copy import place, remove_quietly, temp_name
 from fileferry.workflow.models import PostDeliveryIn, PostDeliveryOut
 from fileferry.workflow.steps.deps import Deps
 
-__all__ = ["mark_delivered", "post_delivery", "route_of"]
+__all__ = ["mark_delivered", "post_delivery", "route_of", "settle_failed_batch"]
 
 ACTION_CONCURRENCY = 8
 
@@ -187,6 +195,57 @@ async def _actions(deps: Deps, ledger: Ledger, route: RouteSettings, batch: Batc
     return failed
 
 
+async def _still_there(deps: Deps, destination: str,
+                       delivered: dict[str, tuple[BatchFile, FileRecord]]
+                       ) -> tuple[dict[str, tuple[BatchFile, FileRecord]], dict[str, str]]:
+    """(the delivered files the destination holds at their size, source -> why not)."""
+    name, _ = split_destination(destination)
+    present, missing = {}, {}
+    try:
+        async with open_destination(name, deps.secrets.destination(name),
+                                    deps.settings.transfer) as dest:
+            for source, (item, record) in delivered.items():
+                info = await dest.stat(record.destination)
+                if info is not None and info.size == record.size:
+                    present[source] = (item, record)
+                else:
+                    found = "nothing" if info is None else f"{info.size} bytes"
+                    missing[source] = (f"skipped: the batch failed and {record.destination} "
+                                       f"holds {found}, not {record.size} bytes; the source "
+                                       "is kept")
+    except FileFerryError as exc:
+        unchecked = {s: f"failed: the batch failed and the delivered file could not be "
+                        f"checked ({exc}); act on it by hand" for s in delivered
+                     if s not in present and s not in missing}
+        missing.update(unchecked)
+    return present, missing
+
+
+async def settle_failed_batch(deps: Deps, ledger: Ledger, route: RouteSettings, batch: Batch,
+                              transfer_id: str, destination: str) -> PostDeliveryOut:
+    """After a failed batch: ledger and actions for what was delivered; no trigger file."""
+    delivered = await mark_delivered(deps.store, ledger, batch, transfer_id, deps.clock())
+    post = route.options.post_delivery
+    failed = 0
+    if post is not None and delivered:
+        present, missing = await _still_there(deps, destination, delivered)
+        wanted = [a for a, on in (("tag", bool(post.tags)),
+                                  ("archive", post.archive_prefix is not None),
+                                  ("delete", post.delete)) if on]
+        for source, why in missing.items():
+            item = delivered[source][0]
+            entry = await ledger.update(batch.route, item.key, item.etag, transfer_id)
+            if entry is not None and not entry.actions:
+                await ledger.update(batch.route, item.key, item.etag, transfer_id,
+                                    actions=dict.fromkeys(wanted, why))
+                await deps.store.append_audit(transfer_id, "post_delivery_failed"
+                                              if why.startswith("failed") else "post_delivery",
+                                              {"object": source, "why": why}, deps.clock())
+            failed += why.startswith("failed")
+        failed += await _actions(deps, ledger, route, batch, transfer_id, present)
+    return PostDeliveryOut(route=batch.route, files=len(delivered), actions_failed=failed)
+
+
 async def post_delivery(inp: PostDeliveryIn, deps: Deps) -> PostDeliveryOut:
     record = await deps.store.get_transfer(inp.transfer_id)
     route_name = record.options.get("route") if record is not None else None
@@ -197,6 +256,9 @@ async def post_delivery(inp: PostDeliveryIn, deps: Deps) -> PostDeliveryOut:
     if batch is None:
         raise ConfigError(f"{inp.transfer_id}: the batch of route {route_name} is missing")
     ledger = Ledger(deps.store)
+    if inp.after_failure:
+        return await settle_failed_batch(deps, ledger, route, batch, inp.transfer_id,
+                                         record.destination)
     delivered = await mark_delivered(deps.store, ledger, batch, inp.transfer_id, deps.clock())
     trigger = None
     if route.options.trigger_file is not None and delivered:

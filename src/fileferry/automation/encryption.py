@@ -48,5 +48,10 @@ async def transfer_source(deps: Deps, transfer_id: str,
     async def note(source: str, plaintext: Digests) -> None:
         await ledger.note_plaintext(transfer_id, source, plaintext.sha256, plaintext.size)
 
-    async with PgpKeys(*found) as keys:
+    from fileferry.identity.secrets import read_secret_text
+
+    def read(ref: str, where: str) -> str:
+        return read_secret_text(deps.settings, ref, where)
+
+    async with PgpKeys(*found, read) as keys:
         yield EncryptingSource(deps.s3(), keys, note), True

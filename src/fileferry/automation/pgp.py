@@ -37,6 +37,8 @@ __all__ = ["EncryptingSource", "PgpKeys", "gpg_binary"]
 OUT_CHUNK = 1024 * 1024
 STDERR_LIMIT = 16 * 1024
 Noter = Callable[[str, Digests], Awaitable[None]]
+SecretReader = Callable[[str, str], str]
+"""(secret reference, config key) -> the secret's text (``identity.secrets.read_secret_text``)."""
 
 
 def gpg_binary() -> str:
@@ -71,9 +73,11 @@ def _fingerprints(listing: bytes, record: str) -> list[str]:
 class PgpKeys:
     """A temporary keyring holding the partner's public key (and our signing key)."""
 
-    def __init__(self, settings: PgpSettings, where: str) -> None:
+    def __init__(self, settings: PgpSettings, where: str,
+                 read_secret: SecretReader | None = None) -> None:
         self.settings = settings
         self.where = where
+        self._read_secret = read_secret
         self.home = ""
         self.recipients: list[str] = []
         self.signer: str | None = None
@@ -91,9 +95,16 @@ class PgpKeys:
                         tb: TracebackType | None) -> None:
         await self._remove()
 
-    def _text(self, inline: str | None, path: Path | None, what: str) -> bytes:
+    async def _text(self, inline: str | None, path: Path | None, secret: str | None,
+                    what: str) -> bytes:
         if inline is not None:
             return inline.encode()
+        if secret is not None:
+            if self._read_secret is None:
+                raise ConfigError(f"{self.where}.{what}_secret: no Secrets Manager access "
+                                  "here; give the key inline or as a file")
+            return (await asyncio.to_thread(self._read_secret, secret,
+                                            f"{self.where}.{what}_secret")).encode()
         assert path is not None
         try:
             return path.read_bytes()
@@ -114,13 +125,13 @@ class PgpKeys:
     async def _load(self) -> None:
         s = self.settings
         self.recipients = await self._import(
-            self._text(s.recipient_key, s.recipient_key_file, "recipient_key"),
-            "recipient_key", "pub")
+            await self._text(s.recipient_key, s.recipient_key_file, s.recipient_key_secret,
+                             "recipient_key"), "recipient_key", "pub")
         if s.signs:
             secret = s.signing_key.get_secret_value() if s.signing_key else None
             self.signer = (await self._import(
-                self._text(secret, s.signing_key_file, "signing_key"), "signing_key",
-                "sec"))[0]
+                await self._text(secret, s.signing_key_file, s.signing_key_secret,
+                                 "signing_key"), "signing_key", "sec"))[0]
 
     async def _remove(self) -> None:
         if not self.home:

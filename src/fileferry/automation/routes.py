@@ -14,6 +14,10 @@ time returns ``BUSY`` and sends nothing):
 4. *Reconcile*: files the transfer delivered are in the ledger even when
    another file failed (they are never sent twice); the rest are released so
    the next run tries them again.
+
+With ``wait=False`` on Step Functions (the ``FileFerry-RunRoute`` Lambda) step 3
+only starts the execution (``STARTED``) and step 4 happens in a later run's
+recovery, once the execution has ended (``fileferry.aws.routes``).
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ __all__ = ["LEASE_TTL", "RouteRun", "route_settings", "run_route"]
 
 LEASE_TTL = 30.0
 RunStatus = Literal["SUCCEEDED", "FAILED", "REFUSED", "CANCELLED", "PENDING_APPROVAL",
-                   "NOTHING_NEW", "BUSY"]
+                   "NOTHING_NEW", "BUSY", "STARTED"]
 Clock = Callable[[], float]
 
 
@@ -58,6 +62,8 @@ class RouteRun(BaseModel):
     trigger: str = "manual"
     at: float
     transfer_id: str | None = None
+    execution_arn: str | None = None
+    """``STARTED`` on Step Functions: the execution sending the batch."""
     files: list[FileResult] = Field(default_factory=list)
     skipped: dict[str, int] = Field(default_factory=dict)
     """already_sent, excluded, too_new, deferred (over max_files), claimed_elsewhere."""
@@ -134,7 +140,12 @@ async def _recover(settings: Settings, store: Store, ledger: Ledger, name: str,
     recovered = []
     for tid in stale:
         record = await store.get_transfer(tid)
-        if record is not None and record.status not in FINAL_STATUSES:
+        if settings.workflow.engine == "stepfunctions":
+            from fileferry.aws.routes import execution_ended
+
+            if not await execution_ended(settings, store, name, tid, record):
+                continue  # running on AWS (or started again): its objects stay claimed
+        elif record is not None and record.status not in FINAL_STATUSES:
             held = record.execution_id and await store.lease_owner(record.execution_id,
                                                                     time.time())
             if held:
@@ -169,7 +180,8 @@ async def _claim(ledger: Ledger, name: str, route: RouteSettings, objects: list[
 
 async def _send(settings: Settings, store: Store, ledger: Ledger, name: str,
                 route: RouteSettings, run: RouteRun, clock: Clock,
-                subscribers: Sequence[ProgressSubscriber], sleep: Sleep | None) -> None:
+                subscribers: Sequence[ProgressSubscriber], sleep: Sleep | None,
+                wait: bool = True) -> None:
     from fileferry.services import submit_transfer
 
     src = route.source
@@ -202,6 +214,12 @@ async def _send(settings: Settings, store: Store, ledger: Ledger, name: str,
     request = TransferRequest(sources=[f"s3://{src.bucket}/{src.prefix}"],
                               destination=route.destination, transfer_id=tid,
                               requester=route.options.run_as or f"route:{name}")
+    if not wait and settings.workflow.engine == "stepfunctions":
+        from fileferry.aws.routes import start_batch
+
+        run.execution_arn = await start_batch(settings, store, request, name)
+        run.status = "STARTED"
+        return
     result = await submit_transfer(settings, request, subscribers, sleep,
                                    options={"route": name})
     await reconcile(store, ledger, name, tid, clock)
@@ -222,8 +240,11 @@ async def _collect_post_delivery(store: Store, ledger: Ledger, name: str, tid: s
 
 async def run_route(settings: Settings, name: str, *, trigger: str = "manual",
                     clock: Clock = time.time, subscribers: Sequence[ProgressSubscriber] = (),
-                    sleep: Sleep | None = None) -> RouteRun:
-    """Run a route now; never raises ``FileFerryError`` (it is in the result)."""
+                    sleep: Sleep | None = None, wait: bool = True) -> RouteRun:
+    """Run a route now; never raises ``FileFerryError`` (it is in the result).
+
+    ``wait=False`` on Step Functions returns once the execution is started
+    (``STARTED``); with the embedded runner the run always waits."""
     route = route_settings(settings, name)
     run = RouteRun(route=name, status="NOTHING_NEW", trigger=trigger, at=clock())
     store = open_store(settings.store.url)
@@ -237,7 +258,7 @@ async def run_route(settings: Settings, name: str, *, trigger: str = "manual",
                 run.recovered = await _recover(settings, store, ledger, name, clock,
                                                subscribers, sleep)
                 await _send(settings, store, ledger, name, route, run, clock, subscribers,
-                            sleep)
+                            sleep, wait)
             except FileFerryError as exc:
                 run.status = "REFUSED" if exc.exit_code == 2 else "FAILED"
                 run.error = exc.to_dict()

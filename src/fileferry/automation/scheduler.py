@@ -17,7 +17,11 @@ on it (``fileferry scheduler``, and the API server's lifespan).
   retried when SQS delivers it again. Without a queue, the prefix is polled
   every ``poll_interval`` seconds (a run that finds nothing sends nothing).
 * **min_age.** A run that skipped objects for being too new asks for a
-  follow-up run when the first of them is old enough.
+  follow-up run when the first of them is old enough (kept in the store's
+  route state, so it survives a restart and reaches the next Lambda tick).
+* **On AWS** (``fileferry.aws.routes``) a fresh ``Scheduler`` answers each
+  one-minute tick with ``since`` set to the tick's window and ``poll`` off:
+  the same code decides what is due on one machine and on Lambda.
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ from fileferry.config import Settings
 from fileferry.store import open_store
 from fileferry.store.ledger import Ledger
 
-__all__ = ["Scheduler", "last_fire_before", "next_fire"]
+__all__ = ["Scheduler", "last_fire_before", "next_fire", "routes_for_object"]
 
 log = logging.getLogger(__name__)
 Runner = Callable[[str, str], Awaitable[RouteRun]]
@@ -67,6 +71,22 @@ def next_fire(route: RouteSettings, after: float) -> float | None:
     return schedule.next_after(datetime.fromtimestamp(after, UTC)).timestamp()
 
 
+def routes_for_object(settings: Settings, bucket: str, key: str, now: float, *,
+                      queue_url: str | None = None) -> list[str]:
+    """The routes with S3 events whose source selects ``s3://bucket/key`` (prefix,
+    include, exclude; ``min_age`` is the run's business: it asks for a follow-up).
+    ``queue_url``: only the routes fed by that SQS queue (None: any route with events)."""
+    out = []
+    for name, route in sorted(settings.routes.items()):
+        events = route.triggers.events
+        if events is None or (queue_url is not None and events.queue_url != queue_url) \
+                or route.source.bucket != bucket or not key.startswith(route.source.prefix):
+            continue
+        if select(route, [S3Object(key, 0, "", now - route.source.min_age)], now).eligible:
+            out.append(name)
+    return out
+
+
 def _records(body: str) -> list[tuple[str, str]]:
     """(bucket, key) of each ObjectCreated record of an S3 notification (test events and
     other messages give none)."""
@@ -88,11 +108,16 @@ class Scheduler:
     """Runs due routes; ``runner`` (default: ``run_route``) is injectable for tests."""
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.time,
-                 runner: Runner | None = None, sqs: Any = None) -> None:
+                 runner: Runner | None = None, sqs: Any = None, since: float | None = None,
+                 poll: bool = True) -> None:
+        """``since``: scheduled times from then on are due even without an earlier fire
+        (default: now; a Lambda tick passes its window). ``poll``: list the prefixes of
+        routes with S3 events and no queue (off on AWS, where EventBridge sends them)."""
         self._settings = settings
         self._clock = clock
         self._runner = runner or self._run
-        self._started = clock()
+        self._started = clock() if since is None else since
+        self._poll = poll
         self._store = open_store(settings.store.url)
         self._ledger = Ledger(self._store)
         self._polls: dict[str, float] = {}
@@ -109,7 +134,8 @@ class Scheduler:
         run = await self._runner(name, trigger)
         route = self._settings.routes[name]
         if run.ready_at is not None and route.source.min_age:
-            self._follow_ups[name] = run.ready_at
+            self._follow_ups[name] = min(run.ready_at, self._follow_ups.get(name, run.ready_at))
+            await self._ledger.set_follow_up(name, run.ready_at)
         log.info("route %s (%s): %s %s", name, trigger, run.status, run.transfer_id or "")
         return run
 
@@ -118,17 +144,18 @@ class Scheduler:
         now = self._clock()
         due = []
         for name, route in sorted(self._settings.routes.items()):
+            state = await self._ledger.state(name)
             fire = last_fire_before(route, now)
             if fire is not None:
-                last = (await self._ledger.state(name)).last_fire
+                last = state.last_fire
                 # after a restart, a missed time runs once; a fresh start skips the past
                 if fire > last if last is not None else fire >= self._started:
                     due.append((name, "schedule", fire))
             events = route.triggers.events
-            if events is not None and events.queue_url is None \
+            if self._poll and events is not None and events.queue_url is None \
                     and self._polls.get(name, self._started) <= now:
                 due.append((name, "poll", now))
-            if self._follow_ups.get(name, now + 1) <= now:
+            if state.follow_up is not None and state.follow_up <= now:
                 due.append((name, "min_age", now))
         return due
 
@@ -145,6 +172,8 @@ class Scheduler:
                 self._polls[name] = self._clock() + events.poll_interval
             if trigger == "min_age":
                 self._follow_ups.pop(name, None)
+                if not await self._ledger.take_follow_up(name, at):
+                    continue  # another scheduler took it
             if name not in done:
                 done.add(name)
                 runs.append(await self._fire(name, trigger))
@@ -168,17 +197,8 @@ class Scheduler:
         return self._sqs
 
     def _routes_for(self, queue_url: str, bucket: str, key: str) -> list[str]:
-        now = self._clock()
-        out = []
-        for name, route in sorted(self._settings.routes.items()):
-            events = route.triggers.events
-            if events is None or events.queue_url != queue_url or route.source.bucket != bucket \
-                    or not key.startswith(route.source.prefix):
-                continue
-            # min_age is the run's business (it asks for a follow-up); globs decide here
-            if select(route, [S3Object(key, 0, "", now - route.source.min_age)], now).eligible:
-                out.append(name)
-        return out
+        return routes_for_object(self._settings, bucket, key, self._clock(),
+                                 queue_url=queue_url)
 
     async def poll_queue(self, queue_url: str, wait: int = QUEUE_WAIT) -> list[RouteRun]:
         """Receive one batch of notifications, run the routes they concern, delete the

@@ -51,9 +51,14 @@ class PgpSettings(_Model):
     recipient_key: str | None = None
     """The partner's public key, ASCII-armored (``${ENV}`` works)."""
     recipient_key_file: Path | None = None
+    recipient_key_secret: str | None = None
+    """A Secrets Manager secret (ARN or name; ``NAME#field`` for one field of a JSON
+    secret) holding the armored public key, read when a file is encrypted."""
     signing_key: SecretStr | None = None
     """Our private key, ASCII-armored, to sign with (use ``${ENV}``)."""
     signing_key_file: Path | None = None
+    signing_key_secret: str | None = None
+    """Our armored private key in Secrets Manager (as ``recipient_key_secret``)."""
     signing_passphrase: SecretStr | None = None
     armor: bool = False
     """ASCII-armored output instead of binary OpenPGP."""
@@ -65,22 +70,28 @@ class PgpSettings(_Model):
 
     @model_validator(mode="after")
     def _one_of_each(self) -> PgpSettings:
-        if (self.recipient_key is None) == (self.recipient_key_file is None):
-            raise ValueError("give exactly one of recipient_key (armored text) and "
-                             "recipient_key_file")
+        given = [k for k in ("recipient_key", "recipient_key_file", "recipient_key_secret")
+                 if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of recipient_key (armored text), "
+                             "recipient_key_file and recipient_key_secret (Secrets Manager)")
         if self.recipient_key is not None and "BEGIN PGP PUBLIC KEY BLOCK" not in \
                 self.recipient_key:
             raise ValueError("recipient_key must be an ASCII-armored public key "
                              "(-----BEGIN PGP PUBLIC KEY BLOCK-----)")
-        if self.signing_key is not None and self.signing_key_file is not None:
-            raise ValueError("give at most one of signing_key and signing_key_file")
+        signing = [k for k in ("signing_key", "signing_key_file", "signing_key_secret")
+                   if getattr(self, k) is not None]
+        if len(signing) > 1:
+            raise ValueError("give at most one of signing_key, signing_key_file and "
+                             "signing_key_secret")
         if self.signing_passphrase is not None and not self.signs:
             raise ValueError("signing_passphrase needs signing_key or signing_key_file")
         return self
 
     @property
     def signs(self) -> bool:
-        return self.signing_key is not None or self.signing_key_file is not None
+        return any(k is not None for k in (self.signing_key, self.signing_key_file,
+                                           self.signing_key_secret))
 
 
 class RouteSource(_Model):

@@ -79,3 +79,15 @@ HANDLERS: dict[str, Handler] = {
     "HandleErrorFunction": handle_error,
 }
 """ASL placeholder -> handler (what SAM's DefinitionSubstitutions wire on AWS)."""
+
+
+# --- functions outside the state machine (not ASL placeholders)
+
+from fileferry.aws.routes import run_routes as run_route  # noqa: E402  (appended section)
+
+TRIGGERS: dict[str, Handler] = {
+    "RunRouteFunction": run_route,
+}
+"""Logical id -> handler of the functions that start executions (FileFerry-RunRoute: the
+routes' schedule ticks and S3 events; see ``fileferry.aws.routes``)."""
+__all__ += ["TRIGGERS", "run_route"]

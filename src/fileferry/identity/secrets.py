@@ -39,7 +39,8 @@ from fileferry.transfer.engine import destination_settings
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-__all__ = ["DestinationSecrets", "read_credentials_file", "with_credentials"]
+__all__ = ["DestinationSecrets", "read_credentials_file", "read_secret_text",
+           "with_credentials"]
 
 FIELDS = ("password", "private_key")
 
@@ -200,3 +201,46 @@ def with_credentials(settings: Settings, name: str,
     resolved = (secrets or DestinationSecrets(settings)).destination(name)
     return settings.model_copy(update={"destinations": {**settings.destinations,
                                                         name: resolved}})
+
+
+def read_secret_text(settings: Settings, ref: str, where: str, *,
+                     client: SecretsManagerClient | None = None) -> str:
+    """The text of Secrets Manager secret ``ref`` (an ARN or name; ``NAME#field`` is one
+    string field of a JSON secret), e.g. a PGP key. Errors name ``where`` and the
+    secret, never its value. Not cached: it is read once per use (a transfer task)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    name, _, field = ref.partition("#")
+    if client is None:
+        import boto3
+
+        sm = settings.secrets_manager
+        client = boto3.client("secretsmanager", endpoint_url=sm.endpoint_url,
+                              region_name=sm.region)
+    try:
+        text = client.get_secret_value(SecretId=name).get("SecretString")
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ResourceNotFoundException":
+            raise ConfigError(f"{where}: no secret {name} (check the name and region)") \
+                from None
+        if code in ("AccessDeniedException", "DecryptionFailure"):
+            raise PermissionDenied(f"{where}: not allowed to read {name} ({code}); grant "
+                                   "secretsmanager:GetSecretValue (on AWS: keep it under "
+                                   "the SecretsPrefix's destinations/)") from None
+        raise EndpointUnavailable(f"{where}: Secrets Manager answered {code}") from None
+    except BotoCoreError as exc:
+        raise EndpointUnavailable(f"{where}: cannot reach Secrets Manager "
+                                  f"({type(exc).__name__})") from None
+    if text is None:
+        raise ConfigError(f"{where}: {name} holds binary data; store the key as a string")
+    if not field:
+        return text
+    try:
+        value = json.loads(text)[field]
+    except (ValueError, TypeError, KeyError):
+        raise ConfigError(f"{where}: {name} is not a JSON object with the field "
+                          f"{field!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: {name}#{field} must hold a string")
+    return value

@@ -69,6 +69,9 @@ TABLES: dict[str, str | None] = {
     "leases": TTL_ATTRIBUTE,
     "outbox": None,
     "conversations": TTL_ATTRIBUTE,  # the agent's chats (agent.persist_conversations)
+    "ledger": None,  # the routes' delivery ledger (store/ledger.py)
+    "route_state": None,
+    "plaintext": None,
 }
 
 

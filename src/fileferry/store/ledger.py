@@ -4,7 +4,8 @@ Tables (pk / sk), written only through the Store's conditional puts, so they
 behave the same on every backend::
 
     ledger       route / "<key>#<etag>"   LedgerEntry: claimed, delivered or released
-    route_state  route / "_"              the delivery counter ({seq}), last run, last fire
+    route_state  route / "_"              the delivery counter ({seq}), last run, last fire,
+                                          the follow-up run asked for (min_age)
     plaintext    transfer_id / source     plaintext digests of an encrypted file
 
 A route run *claims* each object version it is about to send (a conditional
@@ -63,6 +64,9 @@ class RouteState(BaseModel):
     last_transfer: dict[str, Any] | None = None
     """The last run that started a transfer (polls that find nothing do not)."""
     last_fire: float | None = None
+    follow_up: float | None = None
+    """When a run skipped objects for ``min_age``: when the first becomes old enough (kept
+    in the store, so a scheduler that starts anew, or a Lambda tick, still runs it)."""
 
 
 def _body(item: Item) -> Item:
@@ -162,6 +166,32 @@ class Ledger:
         if first:
             await self._change_state(route, last_fire=fire)
         return first
+
+    async def set_follow_up(self, route: str, at: float) -> None:
+        """Ask for a run at ``at``; an earlier pending request is kept (that run asks
+        again for what is still too new then)."""
+        def change(current: Item | None) -> Item | None:
+            body = {**RouteState().model_dump(), **_body(current or {})}
+            pending = body.get("follow_up")
+            wanted = at if pending is None else min(float(pending), at)
+            return None if pending == wanted else {**body, "follow_up": wanted}
+
+        await self._store._modify("route_state", route, ONE, change)
+
+    async def take_follow_up(self, route: str, now: float) -> bool:
+        """Clear the follow-up request if it is due at ``now``: True for the caller that
+        cleared it (a request made meanwhile for a later time stays)."""
+        taken = False
+
+        def change(current: Item | None) -> Item | None:
+            nonlocal taken
+            body = {**RouteState().model_dump(), **_body(current or {})}
+            pending = body.get("follow_up")
+            taken = pending is not None and float(pending) <= now
+            return {**body, "follow_up": None} if taken else None
+
+        await self._store._modify("route_state", route, ONE, change)
+        return taken
 
     # --- plaintext digests of encrypted files
 

@@ -180,8 +180,10 @@ class ChunkedTaskIn(TransferTaskIn):
 
 class PostDeliveryIn(_In):
     transfer_id: str
-    destination: str
+    destination: str | None = None
     delivery: VerifyOut | None = None
+    after_failure: bool = False
+    """``SettleDelivered``: the batch failed; settle the files delivered before it did."""
 
 
 class PostDeliveryOut(BaseModel):
