@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fileferry.aws.handlers import HANDLERS, SPECS
+from fileferry.aws.handlers import EVENT_HANDLERS, EVENT_SPECS, HANDLERS, SPECS
 from fileferry.store.base import TABLES
 from fileferry.workflow.asl import StateMachine
 from fileferry.workflow.registry import definition_text
@@ -58,13 +58,15 @@ def test_the_deployed_definition_passes_statelint(tmp_path: Path) -> None:
 
 def test_every_handler_path_imports_and_is_callable() -> None:
     functions = resources(FUNCTION)
-    assert set(functions) == set(HANDLERS)  # logical id == ASL placeholder == step
+    # logical id == ASL placeholder == step; or an event function's EVENT_STEPS key
+    assert set(functions) == set(HANDLERS) | set(EVENT_HANDLERS)
+    handlers, specs = {**HANDLERS, **EVENT_HANDLERS}, {**SPECS, **EVENT_SPECS}
     for logical, resource in functions.items():
         module, _, attr = resource["Properties"]["Handler"].rpartition(".")
         handler = getattr(importlib.import_module(module), attr)
-        assert callable(handler) and handler is HANDLERS[logical]
+        assert callable(handler) and handler is handlers[logical]
         name = resource["Properties"]["FunctionName"]["Fn::Sub"]
-        assert name == "${NamePrefix}-" + SPECS[logical].function
+        assert name == "${NamePrefix}-" + specs[logical].function
     code = template()["Globals"]["Function"]["CodeUri"]
     assert (TEMPLATE.parent / code / "fileferry" / "aws" / "handlers.py").exists()
 
@@ -75,7 +77,7 @@ def _policies(logical: str) -> set[str]:
 
 
 def test_each_role_holds_only_what_its_step_touches() -> None:
-    for logical, spec in SPECS.items():
+    for logical, spec in {**SPECS, **EVENT_SPECS}.items():
         expected = {"FunctionBasePolicy", *(SECRET_POLICIES[s] for s in spec.sections)}
         if logical in S3_STEPS:
             expected.add("S3SourceReadPolicy")
@@ -179,3 +181,34 @@ def test_the_definition_names_the_prefixed_functions(name: str) -> None:
     text = deployed_definition(name)
     assert f":function:{name}-ChunkedTransfer\"" in text
     assert ":function:FileFerry-DownloadS3" not in text  # streamed: no download step
+
+
+def test_abort_cleanup_answers_only_this_state_machines_ended_executions() -> None:
+    rule = resources("AWS::Events::Rule")["ExecutionEndedRule"]["Properties"]
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert pattern["detail"] == {"status": ["ABORTED", "TIMED_OUT", "FAILED"],
+                                 "stateMachineArn": [{"Ref": "TransferStateMachine"}]}
+    assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": ["AbortCleanupFunction",
+                                                                   "Arn"]}]
+    permission = resources("AWS::Lambda::Permission")["AbortCleanupInvokePermission"]
+    assert permission["Properties"]["Principal"] == "events.amazonaws.com"
+    assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": ["ExecutionEndedRule",
+                                                                    "Arn"]}
+    assert permission["Properties"]["FunctionName"] == {"Fn::GetAtt": ["AbortCleanupFunction",
+                                                                       "Arn"]}
+
+
+def test_the_outbox_is_drained_every_minute_by_a_schedule_that_may_invoke_only_it() -> None:
+    schedule = resources("AWS::Scheduler::Schedule")["DeliverPendingSchedule"]["Properties"]
+    assert schedule["ScheduleExpression"] == "rate(1 minute)"
+    target = schedule["Target"]
+    assert target["Arn"] == {"Fn::GetAtt": ["DeliverPendingFunction", "Arn"]}
+    json.loads(target["Input"])  # the event the function validates (ScheduledRun)
+    role = template()["Resources"]["DeliverPendingScheduleRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "scheduler.amazonaws.com"}
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert statements == [{"Effect": "Allow", "Action": "lambda:InvokeFunction",
+                           "Resource": {"Fn::GetAtt": ["DeliverPendingFunction", "Arn"]}}]

@@ -20,15 +20,23 @@ copy in ``/tmp``.
 | FileFerry-NotifyUser         | NotifyUserFunction         | notifications     |
 | FileFerry-Cleanup            | CleanupAndLogoutFunction   | destinations      |
 | FileFerry-HandleError        | HandleErrorFunction        | servicenow, notifications |
+
+Two functions answer events instead of Task states (``aws.events``; logical ids in
+the template, not ASL placeholders): ``FileFerry-AbortCleanup`` runs the error path
+for an execution that ended ABORTED, TIMED_OUT or FAILED without it (an EventBridge
+rule on the state machine's status changes), ``FileFerry-DeliverPending`` drains the
+ticket/notification outbox (an EventBridge Scheduler schedule).
 """
 
 from __future__ import annotations
 
 from fileferry.aws.runtime import Handler, HandlerSpec, lambda_handler
 
-__all__ = ["HANDLERS", "SPECS", "authenticate_sso", "chunked_transfer", "cleanup",
-           "create_tickets", "handle_error", "notify_user", "post_delivery", "request_approval",
-           "transfer", "update_servicenow", "validate_input", "verify_delivery"]
+__all__ = ["EVENT_HANDLERS", "EVENT_SPECS", "HANDLERS", "SPECS", "abort_cleanup",
+           "authenticate_sso", "chunked_transfer", "cleanup", "create_tickets",
+           "deliver_pending", "handle_error", "notify_user", "post_delivery",
+           "request_approval", "transfer", "update_servicenow", "validate_input",
+           "verify_delivery"]
 
 SPECS: dict[str, HandlerSpec] = {spec.step: spec for spec in (
     HandlerSpec("ValidateInputFunction", "ValidateInput", ("destinations",), "[transfer_id]"),
@@ -79,3 +87,21 @@ HANDLERS: dict[str, Handler] = {
     "HandleErrorFunction": handle_error,
 }
 """ASL placeholder -> handler (what SAM's DefinitionSubstitutions wire on AWS)."""
+
+EVENT_SPECS: dict[str, HandlerSpec] = {spec.step: spec for spec in (
+    # keyed by execution and status: a redelivered event is replayed, not re-run
+    HandlerSpec("AbortCleanupFunction", "AbortCleanup",
+                ("destinations", "servicenow", "notifications"),
+                "[detail.executionArn, detail.status]"),
+    # no key: every scheduled run must drain (the outbox delivers each piece once)
+    HandlerSpec("DeliverPendingFunction", "DeliverPending", ("servicenow", "notifications"), ""),
+)}
+
+abort_cleanup = lambda_handler(EVENT_SPECS["AbortCleanupFunction"])
+deliver_pending = lambda_handler(EVENT_SPECS["DeliverPendingFunction"])
+
+EVENT_HANDLERS: dict[str, Handler] = {
+    "AbortCleanupFunction": abort_cleanup,
+    "DeliverPendingFunction": deliver_pending,
+}
+"""Template logical id -> handler, for the functions outside the state machine."""
