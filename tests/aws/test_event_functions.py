@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 
 from fileferry.aws.events import ExecutionStatusChange
@@ -38,9 +40,15 @@ def snow() -> Iterator[ServiceNowEmulator]:
         yield emulator
 
 
-def snow_section(snow: ServiceNowEmulator) -> dict[str, Any]:
+def snow_section(snow: ServiceNowEmulator, moto: Any) -> dict[str, Any]:
+    """The ServiceNow section as deployed: its password in (moto's) Secrets Manager."""
+    name = f"fileferry-{secrets.token_hex(4)}/servicenow"
+    boto3.client("secretsmanager", endpoint_url=moto.endpoint_url,
+                 region_name="us-east-1").create_secret(
+        Name=name, SecretString=json.dumps({"password": snow.password}))
     # Few attempts and no breaker cooldown keep an outage quick to notice and to leave.
-    return {"instance_url": snow.url, "username": snow.username, "password": snow.password,
+    return {"instance_url": snow.url, "username": snow.username,
+            "password": "${aws-secret:" + name + "#password}",
             "default_assignment_group": "DataOps", "attempts": 2, "timeout": 5,
             "breaker_threshold": 50, "breaker_cooldown": 0, "flush_timeout": 0}
 
@@ -97,7 +105,7 @@ async def test_abort_cleanup_removes_temp_files_and_settles_tickets_once(
     seed(s3, bucket, {"2026-11/summary.csv": BODY})
     config = lambda_config(moto.endpoint_url, tmp_path,
                            {"partner": sftp_destination(sshd, remote_dir)},
-                           servicenow=snow_section(snow))
+                           servicenow=snow_section(snow, moto))
     lambda_env(config)
     tid = new_transfer_id()
     tickets = await started(config, tid, bucket)
@@ -183,7 +191,7 @@ async def test_deliver_pending_delivers_queued_ticket_work_exactly_once(
     seed(s3, bucket, {"2026-11/summary.csv": BODY})
     config = lambda_config(moto.endpoint_url, tmp_path,
                            {"partner": sftp_destination(sshd, remote_dir)},
-                           servicenow=snow_section(snow))
+                           servicenow=snow_section(snow, moto))
     lambda_env(config)
     tid = new_transfer_id()
     snow.fail_next(10_000, 503)  # ServiceNow is down from the start
