@@ -41,9 +41,11 @@ from fileferry.workflow.steps.validate import ensure_transfer
 
 if TYPE_CHECKING:
     from fileferry.api.schemas import TransferPublic, TransfersPublic
+    from fileferry.integrations.outbox import DrainReport
 
 __all__ = ["approve_transfer", "check_destination", "check_request", "check_sources",
-           "continue_transfer", "deliver_pending", "history", "init_state_store", "make_deps",
+           "continue_transfer", "deliver_pending", "drain_outbox", "history",
+           "init_state_store", "make_deps",
            "record_transfer", "reject_transfer", "request_cancel", "resume_transfers",
            "run_recorded", "stop_if_parked", "submit_transfer", "ticket_links",
            "transfer_public", "transfer_result", "transfers_public"]
@@ -338,6 +340,11 @@ async def deliver_pending(settings: Settings) -> int:
     finally:
         await _close(deps)
         await store.close()
+
+
+async def drain_outbox(deps: Deps) -> DrainReport:
+    """``deliver_pending`` over ports already made (``FileFerry-DeliverPending`` on AWS)."""
+    return await drain(_deliverers(deps), deps.store)
 
 
 async def history(settings: Settings, transfer_id: str) -> list[dict[str, Any]]:

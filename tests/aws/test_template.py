@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from fileferry.aws.handlers import HANDLERS, SPECS, TRIGGERS
+from fileferry.aws.handlers import EVENT_HANDLERS, EVENT_SPECS, HANDLERS, SPECS, TRIGGERS
 from fileferry.store.base import TABLES
 from fileferry.workflow.asl import StateMachine
 from fileferry.workflow.registry import definition_text
@@ -58,14 +58,16 @@ def test_the_deployed_definition_passes_statelint(tmp_path: Path) -> None:
 
 def test_every_handler_path_imports_and_is_callable() -> None:
     functions = resources(FUNCTION)
-    # logical id == ASL placeholder == step; and the functions that start executions
-    assert set(functions) == set(HANDLERS) | set(TRIGGERS)
+    # logical id == ASL placeholder == step; an event function's EVENT_SPECS key; or a
+    # function that starts executions (TRIGGERS)
+    assert set(functions) == set(HANDLERS) | set(EVENT_HANDLERS) | set(TRIGGERS)
+    handlers, specs = {**HANDLERS, **EVENT_HANDLERS, **TRIGGERS}, {**SPECS, **EVENT_SPECS}
     for logical, resource in functions.items():
         module, _, attr = resource["Properties"]["Handler"].rpartition(".")
         handler = getattr(importlib.import_module(module), attr)
-        assert callable(handler) and handler is {**HANDLERS, **TRIGGERS}[logical]
+        assert callable(handler) and handler is handlers[logical]
         name = resource["Properties"]["FunctionName"]["Fn::Sub"]
-        function = SPECS[logical].function if logical in SPECS else "RunRoute"
+        function = specs[logical].function if logical in specs else "RunRoute"
         assert name == "${NamePrefix}-" + function
     code = template()["Globals"]["Function"]["CodeUri"]
     assert (TEMPLATE.parent / code / "fileferry" / "aws" / "handlers.py").exists()
@@ -77,7 +79,7 @@ def _policies(logical: str) -> set[str]:
 
 
 def test_each_role_holds_only_what_its_step_touches() -> None:
-    for logical, spec in SPECS.items():
+    for logical, spec in {**SPECS, **EVENT_SPECS}.items():
         expected = {"FunctionBasePolicy", *(SECRET_POLICIES[s] for s in spec.sections)}
         if logical in S3_STEPS:
             expected.add("S3SourceReadPolicy")
@@ -198,18 +200,49 @@ def test_routes_run_from_one_schedule_and_the_object_created_rule() -> None:
         "PostDeliveryFunctionRole"}
     assert {r["Fn::GetAtt"][0] for r in _statements("RouteLedgerPolicy")[0]["Resource"]} == {
         "StoreLedgerTable", "StoreRouteStateTable", "StorePlaintextTable"}
-    [tick] = resources("AWS::Scheduler::Schedule").values()
+    tick = resources("AWS::Scheduler::Schedule")["RouteTickSchedule"]
     target = tick["Properties"]["Target"]
     assert tick["Properties"]["ScheduleExpression"] == "rate(1 minute)"
     assert target["Arn"] == {"Fn::GetAtt": ["RunRouteFunction", "Arn"]}
     assert json.loads(target["Input"]) == json.loads(
         (ROOT / "tests" / "events" / "run_route_tick.json").read_text()) | {
         "scheduled_time": "<aws.scheduler.scheduled-time>"}
-    [rule] = resources("AWS::Events::Rule").values()
+    rule = resources("AWS::Events::Rule")["RouteObjectCreatedRule"]
     pattern = rule["Properties"]["EventPattern"]
     assert pattern["detail-type"] == ["Object Created"] and pattern["source"] == ["aws.s3"]
     assert pattern["detail"]["bucket"]["name"] == {"Ref": "SourceBuckets"}
-    [permission] = resources("AWS::Lambda::Permission").values()
+    permission = resources("AWS::Lambda::Permission")["RouteObjectCreatedPermission"]
     assert permission["Properties"]["Principal"] == "events.amazonaws.com"
     assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": ["RouteObjectCreatedRule",
                                                                     "Arn"]}
+
+
+def test_abort_cleanup_answers_only_this_state_machines_ended_executions() -> None:
+    rule = resources("AWS::Events::Rule")["ExecutionEndedRule"]["Properties"]
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.states"]
+    assert pattern["detail-type"] == ["Step Functions Execution Status Change"]
+    assert pattern["detail"] == {"status": ["ABORTED", "TIMED_OUT", "FAILED"],
+                                 "stateMachineArn": [{"Ref": "TransferStateMachine"}]}
+    assert [t["Arn"] for t in rule["Targets"]] == [{"Fn::GetAtt": ["AbortCleanupFunction",
+                                                                   "Arn"]}]
+    permission = resources("AWS::Lambda::Permission")["AbortCleanupInvokePermission"]
+    assert permission["Properties"]["Principal"] == "events.amazonaws.com"
+    assert permission["Properties"]["SourceArn"] == {"Fn::GetAtt": ["ExecutionEndedRule",
+                                                                    "Arn"]}
+    assert permission["Properties"]["FunctionName"] == {"Fn::GetAtt": ["AbortCleanupFunction",
+                                                                       "Arn"]}
+
+
+def test_the_outbox_is_drained_every_minute_by_a_schedule_that_may_invoke_only_it() -> None:
+    schedule = resources("AWS::Scheduler::Schedule")["DeliverPendingSchedule"]["Properties"]
+    assert schedule["ScheduleExpression"] == "rate(1 minute)"
+    target = schedule["Target"]
+    assert target["Arn"] == {"Fn::GetAtt": ["DeliverPendingFunction", "Arn"]}
+    json.loads(target["Input"])  # the event the function validates (ScheduledRun)
+    role = template()["Resources"]["DeliverPendingScheduleRole"]["Properties"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {
+        "Service": "scheduler.amazonaws.com"}
+    statements = [s for p in role["Policies"] for s in p["PolicyDocument"]["Statement"]]
+    assert statements == [{"Effect": "Allow", "Action": "lambda:InvokeFunction",
+                           "Resource": {"Fn::GetAtt": ["DeliverPendingFunction", "Arn"]}}]

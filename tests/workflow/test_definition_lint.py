@@ -1,5 +1,5 @@
 """The transfer definition passes statelint with the ARNs SAM would substitute, and its
-error names are FileFerry's error classes (or States.* / Lambda.*)."""
+error names are FileFerry's error classes (or States.* / Lambda.* / Powertools')."""
 
 from __future__ import annotations
 
@@ -8,6 +8,11 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+)
 
 from fileferry.errors import all_error_classes
 from fileferry.workflow.asl import StateMachine
@@ -47,10 +52,36 @@ def test_error_names_are_ours_or_aws() -> None:
 
     walk(json.loads(definition_text()))
     foreign = {n for n in names if n not in ours and not n.startswith(("States.", "Lambda."))}
-    assert not foreign
+    assert foreign == {IdempotencyAlreadyInProgressError.__name__}  # raised on Lambda only
     assert {"EndpointUnavailable", "ChecksumMismatch"} <= names
 
 
 def test_every_resource_has_a_step() -> None:
     resources = set(re.findall(r"\$\{(\w+)\}", definition_text()))
     assert resources == set(STEPS)
+
+
+def test_every_task_retries_a_call_still_in_progress() -> None:
+    """Every Task runs an idempotent function (aws.runtime): a retry that races the
+    attempt before it gets IdempotencyAlreadyInProgressError, and waits it out with
+    backoff for longer than a function may run (900 s) before giving up."""
+    name = IdempotencyAlreadyInProgressError.__name__
+    tasks: dict[str, dict[str, Any]] = {}
+
+    def walk(states: dict[str, Any]) -> None:
+        for state_name, state in states.items():
+            if state["Type"] == "Task":
+                tasks[state_name] = state
+            for branch in [state.get("ItemProcessor"), *state.get("Branches", [])]:
+                if branch:
+                    walk(branch["States"])
+
+    walk(json.loads(definition_text())["States"])
+    assert len(tasks) == 14
+    for state_name, state in tasks.items():
+        retriers = [r for r in state.get("Retry", []) if name in r["ErrorEquals"]]
+        assert len(retriers) == 1, state_name
+        r = retriers[0]
+        waits = [min(r["IntervalSeconds"] * r["BackoffRate"] ** n, r["MaxDelaySeconds"])
+                 for n in range(r["MaxAttempts"])]
+        assert sum(waits) > 900 and r.get("JitterStrategy", "NONE") == "NONE", state_name

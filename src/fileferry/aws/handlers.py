@@ -20,15 +20,27 @@ copy in ``/tmp``.
 | FileFerry-NotifyUser         | NotifyUserFunction         | notifications     |
 | FileFerry-Cleanup            | CleanupAndLogoutFunction   | destinations      |
 | FileFerry-HandleError        | HandleErrorFunction        | servicenow, notifications |
+
+Two functions answer events instead of Task states (``aws.events``; logical ids in
+the template, not ASL placeholders): ``FileFerry-AbortCleanup`` runs the error path
+for an execution that ended ABORTED, TIMED_OUT or FAILED without it (an EventBridge
+rule on the state machine's status changes), ``FileFerry-DeliverPending`` drains the
+ticket/notification outbox (an EventBridge Scheduler schedule). ``FileFerry-RunRoute``
+starts the routes' executions (their one-minute schedule tick and S3 Object Created
+events; ``aws.routes``).
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from fileferry.aws.runtime import Handler, HandlerSpec, lambda_handler
 
-__all__ = ["HANDLERS", "SPECS", "authenticate_sso", "chunked_transfer", "cleanup",
-           "create_tickets", "handle_error", "notify_user", "post_delivery", "request_approval",
-           "transfer", "update_servicenow", "validate_input", "verify_delivery"]
+__all__ = ["EVENT_HANDLERS", "EVENT_SPECS", "HANDLERS", "SPECS", "TRIGGERS", "abort_cleanup",
+           "authenticate_sso", "chunked_transfer", "cleanup", "create_tickets",
+           "deliver_pending", "handle_error", "notify_user", "post_delivery",
+           "request_approval", "run_route", "transfer", "update_servicenow", "validate_input",
+           "verify_delivery"]
 
 SPECS: dict[str, HandlerSpec] = {spec.step: spec for spec in (
     HandlerSpec("ValidateInputFunction", "ValidateInput", ("destinations",), "[transfer_id]"),
@@ -40,7 +52,8 @@ SPECS: dict[str, HandlerSpec] = {spec.step: spec for spec in (
                 "[transfer_id, index, chunk.checkpoint.offset]", budget=True),
     HandlerSpec("VerifyDeliveryFunction", "VerifyDelivery", ("destinations",),
                 "[transfer_id]"),
-    HandlerSpec("PostDeliveryFunction", "PostDelivery", ("destinations",), "[transfer_id]"),
+    HandlerSpec("PostDeliveryFunction", "PostDelivery", ("destinations",),
+                "[transfer_id, after_failure]"),  # SettleDelivered calls it too
     HandlerSpec("UpdateServiceNowFunction", "UpdateServiceNow", ("servicenow",),
                 "[transfer_id, outcome]"),
     HandlerSpec("NotifyUserFunction", "NotifyUser", ("notifications",),
@@ -80,14 +93,33 @@ HANDLERS: dict[str, Handler] = {
 }
 """ASL placeholder -> handler (what SAM's DefinitionSubstitutions wire on AWS)."""
 
+EVENT_SPECS: dict[str, HandlerSpec] = {spec.step: spec for spec in (
+    # keyed by execution and status: a redelivered event is replayed, not re-run
+    HandlerSpec("AbortCleanupFunction", "AbortCleanup",
+                ("destinations", "servicenow", "notifications"),
+                "[detail.executionArn, detail.status]"),
+    # no key: every scheduled run must drain (the outbox delivers each piece once)
+    HandlerSpec("DeliverPendingFunction", "DeliverPending", ("servicenow", "notifications"), ""),
+)}
 
-# --- functions outside the state machine (not ASL placeholders)
+abort_cleanup = lambda_handler(EVENT_SPECS["AbortCleanupFunction"])
+deliver_pending = lambda_handler(EVENT_SPECS["DeliverPendingFunction"])
 
-from fileferry.aws.routes import run_routes as run_route  # noqa: E402  (appended section)
+EVENT_HANDLERS: dict[str, Handler] = {
+    "AbortCleanupFunction": abort_cleanup,
+    "DeliverPendingFunction": deliver_pending,
+}
+"""Template logical id -> handler, for the functions outside the state machine."""
+
+def run_route(event: dict[str, Any], context: Any) -> Any:
+    """FileFerry-RunRoute: the routes' schedule ticks and S3 events (``aws.routes``),
+    imported on first use so the other functions' cold starts skip the automation code."""
+    from fileferry.aws.routes import run_routes
+
+    return run_routes(event, context)
+
 
 TRIGGERS: dict[str, Handler] = {
     "RunRouteFunction": run_route,
 }
-"""Logical id -> handler of the functions that start executions (FileFerry-RunRoute: the
-routes' schedule ticks and S3 events; see ``fileferry.aws.routes``)."""
-__all__ += ["TRIGGERS", "run_route"]
+"""Logical id -> handler of the functions that start executions."""

@@ -12,9 +12,15 @@
   Tracer (X-Ray; off with ``POWERTOOLS_TRACE_DISABLED``);
 * Idempotency on DynamoDB (``FILEFERRY_IDEMPOTENCY_TABLE``; unset: off), keyed by
   the function and ``spec.key`` (a JMESPath over the event: transfer, step input,
-  chunk offset). A completed call is replayed, a failed one is forgotten so the
-  state machine's ``Retry`` runs it again;
-* the step runs on a fresh event loop with the ports of ``services.make_deps``;
+  chunk offset; empty: none). A completed call is replayed, a failed one is
+  forgotten so the state machine's ``Retry`` runs it again. A call whose key is
+  still being processed (a retry racing a slow first attempt) raises Powertools'
+  ``IdempotencyAlreadyInProgressError``, which every Task's ``Retry`` in the ASL
+  retries with backoff until the first attempt ends (at most the function's
+  timeout: the record's in-progress expiry is the invocation's deadline);
+* the step (``workflow.registry.STEPS``, or ``aws.events.EVENT_STEPS`` for the
+  functions that answer events) runs on a fresh event loop with the ports of
+  ``services.make_deps``;
   connections, the store and integration clients are closed before returning.
 
 A step's ``FileFerryError`` propagates unchanged: the Lambda runtime reports an
@@ -42,6 +48,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent,
 )
 
+from fileferry.aws.events import EVENT_STEPS
 from fileferry.aws.settings import load_lambda_settings
 from fileferry.endpoints.registry import close_idle_destinations
 from fileferry.errors import UsageError
@@ -83,13 +90,15 @@ class HandlerSpec:
     """One Lambda function: the step it runs and what it may touch."""
 
     step: str
-    """The ``STEPS`` key, i.e. the ASL placeholder (``ValidateInputFunction``)."""
+    """The ``STEPS`` key, i.e. the ASL placeholder (``ValidateInputFunction``), or the
+    ``EVENT_STEPS`` key (``AbortCleanupFunction``)."""
     function: str
     """The seed's function name without ``FileFerry-`` (``ValidateInput``)."""
     sections: tuple[str, ...]
     """The secret configuration sections it needs (see ``aws.settings``)."""
     key: str
-    """Idempotency key: a JMESPath over the event."""
+    """Idempotency key: a JMESPath over the event; empty for none (the step is
+    idempotent by itself and must run on every call, e.g. a scheduled drain)."""
     budget: bool = False
     """Give the step a time budget (ChunkedTransfer)."""
 
@@ -106,7 +115,7 @@ def _out_of_time(context: Any) -> Callable[[], bool]:
 
 
 def _validate(spec: HandlerSpec, event: Any) -> None:
-    model = STEPS[spec.step][0]
+    model = (STEPS.get(spec.step) or EVENT_STEPS[spec.step])[0]
     try:
         model.model_validate(event)
     except pydantic.ValidationError as exc:
@@ -126,7 +135,8 @@ async def _run(spec: HandlerSpec, event: dict[str, Any], context: Any) -> Any:
     if spec.budget:
         deps.out_of_time = _out_of_time(context)
     try:
-        return await invoke_step(spec.step, event, deps)
+        return await invoke_step(spec.step, event, deps,
+                                 None if spec.step in STEPS else EVENT_STEPS)
     finally:
         closer = getattr(deps.ticketing, "close", None)
         if closer is not None:
@@ -167,7 +177,7 @@ def _build(spec: HandlerSpec) -> Handler:
     step.__name__ = step.__qualname__ = spec.function
     inner: Handler = step
     table = os.environ.get("FILEFERRY_IDEMPOTENCY_TABLE")
-    if table:
+    if table and spec.key:
         ttl = int(os.environ.get("FILEFERRY_IDEMPOTENCY_TTL", DEFAULT_IDEMPOTENCY_TTL))
         prefix = os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or f"FileFerry-{spec.function}"
         inner = idempotent(persistence_store=DynamoDBPersistenceLayer(table_name=table),

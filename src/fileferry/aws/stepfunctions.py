@@ -8,8 +8,18 @@ the same execution (Step Functions' own idempotency for Standard workflows).
 ``fileferry transfer`` then polls ``DescribeExecution`` every
 ``workflow.poll_interval`` seconds and reports from the store's progress records,
 as it does with the embedded runner. ``history`` reads ``GetExecutionHistory``;
-``cancel`` calls ``StopExecution`` (the execution ends ABORTED; temporary files
-stay hidden under their ``.fftmp`` names).
+``cancel`` calls ``StopExecution``.
+
+A stopped execution ends ABORTED at once, without its HandleError and
+CleanupAfterError states. Its "Step Functions Execution Status Change" event
+(ABORTED, and TIMED_OUT or FAILED alike) goes to ``FileFerry-AbortCleanup``
+(``aws.events``), which runs the same steps from the event: the hidden
+``.fftmp`` temporary files are removed through the destination, both tickets
+and the requester are told (through the outbox while ServiceNow is down), the
+sessions are closed and the record ends CANCELLED (FAILED for the others) with
+the error. It leaves a transfer whose error path already ran alone. A task
+invocation in flight when the execution stops is not stopped by Step Functions;
+it runs to its end (at most the function's timeout), see docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -234,7 +244,8 @@ async def history_on_aws(settings: Settings, transfer_id: str) -> list[dict[str,
 
 
 async def cancel_on_aws(settings: Settings, transfer_id: str) -> bool:
-    """Stop the execution if it runs; False when it had already ended."""
+    """Stop the execution if it runs; False when it had already ended. The cleanup
+    follows from the ABORTED event (``FileFerry-AbortCleanup``), not from here."""
     sfn = StepFunctions(settings.workflow)
     arn = sfn.execution_arn(transfer_id)
     if (await sfn.describe(arn))["status"] != "RUNNING":

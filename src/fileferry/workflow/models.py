@@ -13,8 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["ApprovalIn", "ChunkCheckpoint", "ChunkOut", "ChunkedTaskIn", "CleanupIn",
-           "CreateTicketsIn", "ExecutionInput", "HandleErrorIn", "Handled", "NotifyIn", "Plan",
-           "PostDeliveryIn", "PostDeliveryOut", "SessionIn", "SessionOut", "TaskRef",
+           "CreateTicketsIn", "EndedIn", "ExecutionInput", "HandleErrorIn", "Handled",
+           "NotifyIn", "Plan", "PostDeliveryIn", "PostDeliveryOut", "SessionIn", "SessionOut",
+           "Settled", "TaskRef",
            "TaskResult", "Tickets", "TransferTaskIn", "UpdateTicketsIn", "VerifyIn",
            "VerifyOut"]
 
@@ -138,12 +139,14 @@ class NotifyIn(_In):
 class CleanupIn(_In):
     transfer_id: str
     state: dict[str, Any]
-    outcome: Literal["SUCCEEDED", "FAILED"]
+    outcome: Literal["SUCCEEDED", "FAILED", "CANCELLED"]
 
 
 class HandleErrorIn(_In):
     transfer_id: str
     state: dict[str, Any]
+    outcome: Literal["FAILED", "CANCELLED"] = "FAILED"
+    """What the tickets and the notice say; CANCELLED only for a stopped execution."""
 
 
 class Handled(BaseModel):
@@ -193,3 +196,21 @@ class PostDeliveryOut(BaseModel):
     files: int = 0
     trigger_file: str | None = None
     actions_failed: int = 0
+
+
+class EndedIn(_In):
+    """An execution that ended outside its own error path (``steps.ended``)."""
+
+    transfer_id: str
+    status: Literal["ABORTED", "TIMED_OUT", "FAILED"]
+    """Step Functions' status: stopped (a cancel), over its time limit, or failed."""
+    error: str | None = None
+    cause: str | None = None
+
+
+class Settled(BaseModel):
+    """What ``settle_ended`` did: ``outcome`` None when the record was already final."""
+
+    transfer_id: str
+    outcome: Literal["FAILED", "CANCELLED"] | None
+    reason: str

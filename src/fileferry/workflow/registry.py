@@ -49,8 +49,10 @@ def local_substitutions() -> dict[str, str]:
     return {name: LOCAL_PREFIX + name for name in STEPS}
 
 
-async def invoke_step(name: str, payload: Any, deps: Deps) -> Any:
-    """Validate the payload into the step's model, run it, return plain JSON data."""
-    model, step = STEPS[name]
+async def invoke_step(name: str, payload: Any, deps: Deps,
+                      steps: dict[str, tuple[type[BaseModel], Step]] | None = None) -> Any:
+    """Validate the payload into the step's model, run it, return plain JSON data;
+    ``steps`` is another registry of the same shape (``aws.events.EVENT_STEPS``)."""
+    model, step = (STEPS if steps is None else steps)[name]
     result = await step(model.model_validate(payload), deps)
     return None if result is None else json.loads(result.model_dump_json())

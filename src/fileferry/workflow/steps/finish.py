@@ -101,19 +101,23 @@ async def cleanup_and_logout(inp: CleanupIn, deps: Deps) -> None:
 
 
 async def handle_error(inp: HandleErrorIn, deps: Deps) -> Handled:
+    """Record the error, put it on both tickets, notify; ``inp.outcome`` CANCELLED is a
+    stopped execution (``steps.ended``), which the tickets and the notice say as such."""
     error: dict[str, Any] = inp.state.get("error") or {}
     name, cause = str(error.get("Error", "States.Runtime")), str(error.get("Cause", ""))
     await deps.store.update_transfer(inp.transfer_id, error={"type": name, "message": cause},
                                      updated_at=deps.clock())
-    await deps.store.append_audit(inp.transfer_id, "failed", {"error": name, "cause": cause},
-                                  deps.clock())
+    await deps.store.append_audit(inp.transfer_id, inp.outcome.lower(),
+                                  {"error": name, "cause": cause}, deps.clock())
     tickets = inp.state.get("tickets")
     if not tickets:  # a denial gets its tickets before the workflow's CreateTickets
         record = await deps.store.get_transfer(inp.transfer_id)
         tickets = record.tickets if record is not None else None
     await deps.ticketing.update(inp.transfer_id,
                                 Tickets.model_validate(tickets) if tickets else None,
-                                "FAILED", {"error": name, "cause": cause})
-    await deps.notifier.notify(inp.transfer_id, str(inp.state.get("requester", "")), "FAILED",
-                               f"{inp.transfer_id} failed: {name}: {cause}")
+                                inp.outcome, {"error": name, "cause": cause})
+    text = (f"{inp.transfer_id} was cancelled" if inp.outcome == "CANCELLED"
+            else f"{inp.transfer_id} failed: {name}: {cause}")
+    await deps.notifier.notify(inp.transfer_id, str(inp.state.get("requester", "")),
+                               inp.outcome, text)
     return Handled(error=name, cause=cause)
