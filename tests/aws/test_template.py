@@ -136,7 +136,7 @@ def test_alarms_watch_failures_and_throttles() -> None:
     throttles = alarms["FunctionThrottlesAlarm"]["Properties"]["Metrics"]
     watched = {m["MetricStat"]["Metric"]["Dimensions"][0]["Value"]["Ref"]
                for m in throttles if "MetricStat" in m}
-    assert watched == set(HANDLERS)
+    assert watched == set(resources(FUNCTION))  # every function, the event ones too
 
 
 def test_the_layer_covers_what_the_handlers_import() -> None:
