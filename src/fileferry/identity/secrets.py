@@ -39,7 +39,7 @@ from fileferry.transfer.engine import destination_settings
 if TYPE_CHECKING:
     from mypy_boto3_secretsmanager import SecretsManagerClient
 
-__all__ = ["DestinationSecrets", "read_credentials_file", "read_secret_text",
+__all__ = ["DestinationSecrets", "read_credentials_file", "read_secret_text", "secret_string",
            "with_credentials"]
 
 FIELDS = ("password", "private_key")
@@ -168,24 +168,8 @@ class DestinationSecrets:
             return found
 
     def _fetch(self, name: str, arn: str) -> dict[str, str]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
         where = f"destinations.{name}.secret_arn"
-        try:
-            answer = self._boto().get_secret_value(SecretId=arn)
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            if code == "ResourceNotFoundException":
-                raise ConfigError(f"{where}: no secret {arn} (check the ARN and region)") \
-                    from None
-            if code in ("AccessDeniedException", "DecryptionFailure"):
-                raise PermissionDenied(f"{where}: not allowed to read {arn} ({code}); grant "
-                                       "secretsmanager:GetSecretValue (and kms:Decrypt)") from None
-            raise EndpointUnavailable(f"{where}: Secrets Manager answered {code}") from None
-        except BotoCoreError as exc:
-            raise EndpointUnavailable(f"{where}: cannot reach Secrets Manager "
-                                      f"({type(exc).__name__})") from None
-        text = answer.get("SecretString")
+        text = secret_string(self._boto(), arn, where, "and kms:Decrypt")
         if text is None:
             raise ConfigError(f"{where}: {arn} holds binary data; store the JSON as a string")
         try:
@@ -193,6 +177,30 @@ class DestinationSecrets:
         except ValueError:
             raise ConfigError(f"{where}: {arn} is not a JSON object") from None
         return _credentials(data, f"{where} ({arn})")
+
+
+def secret_string(client: SecretsManagerClient, secret_id: str, where: str,
+                  grant_hint: str) -> str | None:
+    """``SecretString`` of ``secret_id`` (None: the secret holds binary data). Errors name
+    ``where`` and the secret, never its value; ``grant_hint`` completes the advice on an
+    access denial."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        text: str | None = client.get_secret_value(SecretId=secret_id).get("SecretString")
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code == "ResourceNotFoundException":
+            raise ConfigError(f"{where}: no secret {secret_id} (check the name or ARN and "
+                              "the region)") from None
+        if code in ("AccessDeniedException", "DecryptionFailure"):
+            raise PermissionDenied(f"{where}: not allowed to read {secret_id} ({code}); grant "
+                                   f"secretsmanager:GetSecretValue ({grant_hint})") from None
+        raise EndpointUnavailable(f"{where}: Secrets Manager answered {code}") from None
+    except BotoCoreError as exc:
+        raise EndpointUnavailable(f"{where}: cannot reach Secrets Manager "
+                                  f"({type(exc).__name__})") from None
+    return text
 
 
 def with_credentials(settings: Settings, name: str,
@@ -208,8 +216,6 @@ def read_secret_text(settings: Settings, ref: str, where: str, *,
     """The text of Secrets Manager secret ``ref`` (an ARN or name; ``NAME#field`` is one
     string field of a JSON secret), e.g. a PGP key. Errors name ``where`` and the
     secret, never its value. Not cached: it is read once per use (a transfer task)."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
     name, _, field = ref.partition("#")
     if client is None:
         import boto3
@@ -217,21 +223,8 @@ def read_secret_text(settings: Settings, ref: str, where: str, *,
         sm = settings.secrets_manager
         client = boto3.client("secretsmanager", endpoint_url=sm.endpoint_url,
                               region_name=sm.region)
-    try:
-        text = client.get_secret_value(SecretId=name).get("SecretString")
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code == "ResourceNotFoundException":
-            raise ConfigError(f"{where}: no secret {name} (check the name and region)") \
-                from None
-        if code in ("AccessDeniedException", "DecryptionFailure"):
-            raise PermissionDenied(f"{where}: not allowed to read {name} ({code}); grant "
-                                   "secretsmanager:GetSecretValue (on AWS: keep it under "
-                                   "the SecretsPrefix's destinations/)") from None
-        raise EndpointUnavailable(f"{where}: Secrets Manager answered {code}") from None
-    except BotoCoreError as exc:
-        raise EndpointUnavailable(f"{where}: cannot reach Secrets Manager "
-                                  f"({type(exc).__name__})") from None
+    text = secret_string(client, name, where,
+                         "on AWS: keep it under the SecretsPrefix's destinations/")
     if text is None:
         raise ConfigError(f"{where}: {name} holds binary data; store the key as a string")
     if not field:
