@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -34,8 +35,21 @@ def human_size(n: int) -> str:
     return f"{n} B"
 
 
+def _label(key: str, width: int) -> str:
+    """The last part of an object key, cut to ``width``, as Rich markup that shows it as it is.
+
+    Escaped after cutting, so a cut never splits an escape: ``data[red].csv`` and
+    ``[bold]x`` are shown literally instead of being read as styles (or failing on a
+    closing tag such as ``[/x]`` that nothing opened).
+    """
+    return escape(key.rsplit("/", 1)[-1][:width])
+
+
 class ProgressBars:
-    """A ``ProgressSubscriber`` drawing one bar per file and one in total, on stderr."""
+    """A ``ProgressSubscriber`` drawing one bar per file and one in total, on stderr.
+
+    Labels are markup (the status colours); object names in them are escaped.
+    """
 
     def __init__(self, console: Console = stderr) -> None:
         self._progress = Progress(TextColumn("{task.description}", justify="left"),
@@ -57,8 +71,7 @@ class ProgressBars:
     def file_started(self, plan: FilePlan) -> None:
         if self._total is None:
             self._total = self._progress.add_task("[bold]total", total=None)
-        label = plan.key.rsplit("/", 1)[-1][:40]
-        self._tasks[plan.source] = self._progress.add_task(label, total=plan.size)
+        self._tasks[plan.source] = self._progress.add_task(_label(plan.key, 40), total=plan.size)
 
     def bytes_moved(self, plan: FilePlan, count: int) -> None:
         self._progress.advance(self._tasks[plan.source], count)
@@ -66,9 +79,8 @@ class ProgressBars:
             self._progress.advance(self._total, count)
 
     def file_retrying(self, plan: FilePlan, attempt: int, error: str) -> None:
-        label = plan.key.rsplit("/", 1)[-1][:30]
         self._progress.update(self._tasks[plan.source],
-                              description=f"{label} [yellow](retry {attempt})")
+                              description=f"{_label(plan.key, 30)} [yellow](retry {attempt})")
 
     def file_resumed(self, plan: FilePlan, offset: int) -> None:
         task = self._tasks[plan.source]
@@ -99,7 +111,7 @@ def print_result(result: TransferResult, console: Console = stdout,
             table.add_column("sha256", no_wrap=True)
         table.add_column("check" if plan_only else "verified by", no_wrap=True)
         for f in result.files:
-            row = [f.destination, human_size(f.size)]
+            row = [escape(f.destination), human_size(f.size)]
             if not plan_only:
                 row.append(_short(f.sha256))
             status = "" if f.status in ("DELIVERED", "PLANNED") else f" ({f.status.lower()})"
@@ -108,8 +120,8 @@ def print_result(result: TransferResult, console: Console = stdout,
         console.print(table)
     total = human_size(sum(f.size for f in result.files))
     if result.error:
-        errors.print(f"[red]{result.status.lower()}[/red]: {result.error['type']}: "
-                     f"{result.error['message']}", highlight=False)
+        errors.print(f"[red]{result.status.lower()}[/red]: {escape(result.error['type'])}: "
+                     f"{escape(result.error['message'])}", highlight=False)
     elif plan_only:
         console.print(f"dry run: {len(result.files)} file(s), {total}; nothing was moved")
     elif result.status == "PENDING_APPROVAL":
@@ -142,10 +154,11 @@ def print_history(events: list[dict[str, object]], console: Console = stdout) ->
         state = str(e.get("path") or e.get("state"))
         detail = ""
         if e.get("event") in ("retrying", "failed"):
-            detail = f"{e.get('error')}: {e.get('cause')}"
+            detail = escape(f"{e.get('error')}: {e.get('cause')}")
             if e.get("event") == "retrying":
                 detail = f"attempt {e.get('attempt')} in {e.get('delay')}s; {detail}"
-        table.add_row(at.strftime("%H:%M:%S.%f")[:-3], state, str(e.get("event")), detail)
+        table.add_row(at.strftime("%H:%M:%S.%f")[:-3], escape(state), str(e.get("event")),
+                      detail)
     console.print(table)
 
 
@@ -171,8 +184,8 @@ def print_transfers(page: dict[str, object], console: Console = stdout) -> None:
     rows = page.get("data")
     for t in rows if isinstance(rows, list) else []:
         tickets = " ".join((t.get("tickets") or {}).values())
-        table.add_row(t["transfer_id"], t["status"], _progress(t), t["requester"],
-                      t["destination"], tickets, _when(t["created_at"]))
+        table.add_row(t["transfer_id"], t["status"], _progress(t), escape(t["requester"]),
+                      escape(t["destination"]), escape(tickets), _when(t["created_at"]))
     console.print(table)
     if page.get("next_cursor"):
         console.print(f"more: --cursor {page['next_cursor']}", highlight=False)
@@ -183,20 +196,23 @@ def print_transfer(t: dict[str, object], console: Console = stdout) -> None:
     tickets = t.get("tickets") or {}
     assert isinstance(tickets, dict)
     console.print(f"transfer {t['transfer_id']}: [bold]{t['status']}[/bold]  {_progress(t)}\n"
-                  f"requester {t['requester']}, destination {t['destination']}, started "
+                  f"requester {escape(str(t['requester']))}, destination "
+                  f"{escape(str(t['destination']))}, started "
                   f"{_when(t['created_at'])}; tickets: "
-                  + (", ".join(f"{k} {v}" for k, v in tickets.items()) or "-"),
+                  + escape(", ".join(f"{k} {v}" for k, v in tickets.items()) or "-"),
                   highlight=False)
     error = t.get("error")
     if isinstance(error, dict):
-        stderr.print(f"[red]{error.get('type')}[/red]: {error.get('message')}", highlight=False)
+        stderr.print(f"[red]{escape(str(error.get('type')))}[/red]: "
+                     f"{escape(str(error.get('message')))}", highlight=False)
     files = t.get("files")
     if isinstance(files, list) and files:
         table = Table(title="files", title_justify="left")
         for column in ("destination", "size", "sha256", "verified by", "retries", "status"):
             table.add_column(column, overflow="fold")
         for f in files:
-            table.add_row(f["destination"], human_size(int(f["size"])), f.get("sha256") or "-",
+            table.add_row(escape(f["destination"]), human_size(int(f["size"])),
+                          f.get("sha256") or "-",
                           f.get("verified_by") or "-", str(f.get("retries", 0)), f["status"])
         console.print(table)
     history = t.get("history")

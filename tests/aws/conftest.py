@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import secrets
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from typing import Any
 import boto3
 import pytest
 
+from fileferry.aws.runtime import release_powertools
 from fileferry.sandbox.s3 import MotoServer
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -83,3 +84,11 @@ def lambda_env(monkeypatch: pytest.MonkeyPatch, moto: MotoServer,
         monkeypatch.setenv("POWERTOOLS_TRACE_DISABLED", "true")
 
     return apply
+
+
+@pytest.fixture(scope="package", autouse=True)
+def _release_powertools_afterwards() -> Iterator[None]:
+    """The handlers called here set Powertools up in this process (as a Lambda's first call
+    does); the tests after these get the ``fileferry`` logger back as it was."""
+    yield
+    release_powertools()

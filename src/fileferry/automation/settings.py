@@ -12,12 +12,13 @@ import re
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo
 
 from croniter import croniter
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from fileferry.automation.naming import FILE_FIELDS, TRIGGER_FIELDS, check_template
+from fileferry.timezones import TimeZoneName
 
 __all__ = ["PgpSettings", "PostDeliverySettings", "RouteOptions", "RouteSettings",
            "RouteSource", "S3EventSettings", "ScheduleSettings", "TriggerFileSettings",
@@ -191,7 +192,7 @@ class RouteOptions(_Model):
 class ScheduleSettings(_Model):
     cron: str
     """Five fields (minute hour day month weekday) or @daily/@hourly/...."""
-    timezone: str = "UTC"
+    timezone: TimeZoneName = "UTC"
 
     @field_validator("cron")
     @classmethod
@@ -199,16 +200,6 @@ class ScheduleSettings(_Model):
         if not croniter.is_valid(value):
             raise ValueError(f"{value!r} is not a cron expression (minute hour day month "
                              "weekday, e.g. '0 2 * * *')")
-        return value
-
-    @field_validator("timezone")
-    @classmethod
-    def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as "
-                             "Europe/Berlin or UTC") from None
         return value
 
     @property

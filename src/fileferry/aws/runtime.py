@@ -6,7 +6,8 @@
   raises ``UsageError`` naming the function and the fields (never a 500-like
   crash, and before idempotency, so nothing is recorded for it);
 * Logger (JSON, with ``transfer_id``, ``execution_id`` and ``step``; it is the
-  ``fileferry`` logger, so the engine's module loggers come out through it),
+  ``fileferry`` logger, so the engine's module loggers come out through it; set up
+  by the first invocation, not by importing this module),
   Metrics as EMF (``StepDuration``, ``BytesTransferred``, ``FilesTransferred``;
   ``Failures`` by ``Error`` name),
   Tracer (X-Ray; off with ``POWERTOOLS_TRACE_DISABLED``);
@@ -31,16 +32,20 @@ unhandled exception's class name as ``errorType``, which is the name the ASL's
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import io
+import logging
 import os
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import IO, Any, cast
+from typing import IO, Any, NamedTuple, cast
 
 import pydantic
 from aws_lambda_powertools import Logger, Metrics, Tracer, single_metric
+from aws_lambda_powertools.logging.filters import SuppressFilter
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
@@ -55,8 +60,10 @@ from fileferry.errors import UsageError
 from fileferry.store import open_store
 from fileferry.workflow.registry import STEPS, invoke_step
 
-__all__ = ["NAMESPACE", "SERVICE", "Handler", "HandlerSpec", "lambda_error", "lambda_handler",
-           "logger", "metrics", "tracer"]
+# ``logger``, ``metrics`` and ``tracer`` are still attributes (``__getattr__``), not in
+# ``__all__``: a star import would set Powertools up.
+__all__ = ["NAMESPACE", "SERVICE", "Handler", "HandlerSpec", "Powertools", "lambda_error",
+           "lambda_handler", "powertools", "release_powertools"]
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME", "fileferry")
 NAMESPACE = os.environ.get("POWERTOOLS_METRICS_NAMESPACE", "FileFerry")
@@ -76,11 +83,56 @@ class _Stdout(io.TextIOBase):
         sys.stdout.flush()
 
 
-# The service's logger is "fileferry", the parent of every module's logger, so the
-# engine's own warnings come out as JSON with the transfer and execution ids too.
-logger = Logger(service=SERVICE, stream=cast(IO[str], _Stdout()))
-metrics = Metrics(namespace=NAMESPACE, service=SERVICE)
-tracer = Tracer(service=SERVICE)
+class Powertools(NamedTuple):
+    logger: Logger
+    metrics: Metrics
+    tracer: Tracer
+
+
+@functools.cache
+def powertools() -> Powertools:
+    """Logger, Metrics and Tracer, made on the first invocation, never at import.
+
+    The service's logger is "fileferry", the parent of every module's logger, so the
+    engine's own warnings come out as JSON with the transfer and execution ids too.
+    Making it turns that logger into Powertools' JSON logger for the whole process
+    (and filters it out of the root logger's handlers), and the Tracer may patch
+    boto3 for X-Ray: right for a Lambda, wrong for a process that merely imports this.
+    """
+    return Powertools(Logger(service=SERVICE, stream=cast(IO[str], _Stdout())),
+                      Metrics(namespace=NAMESPACE, service=SERVICE),
+                      Tracer(service=SERVICE))
+
+
+def release_powertools() -> None:
+    """Give the ``fileferry`` logger and the root handlers back as they were before the
+    first invocation (for a process that runs handlers in-process and goes on: tests).
+
+    The next invocation sets Powertools up again; a no-op if nothing was set up.
+    """
+    if powertools.cache_info().currsize == 0:
+        return
+    tools = powertools()
+    powertools.cache_clear()
+    log = logging.getLogger(tools.logger.service)
+    log.removeHandler(tools.logger.logger_handler)
+    for attribute in ("init", "powertools_handler", "powertools_buffer_config",
+                      "powertools_buffer_cache"):
+        with contextlib.suppress(AttributeError):
+            delattr(log, attribute)
+    log.setLevel(logging.NOTSET)
+    for handler in logging.getLogger().handlers:
+        for kept in list(handler.filters):
+            if isinstance(kept, SuppressFilter) and kept.logger == tools.logger.service:
+                handler.removeFilter(kept)
+
+
+def __getattr__(name: str) -> Any:
+    """``logger``, ``metrics`` and ``tracer`` as module attributes, made when first asked."""
+    if name in Powertools._fields:
+        return getattr(powertools(), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -145,7 +197,8 @@ async def _run(spec: HandlerSpec, event: dict[str, Any], context: Any) -> Any:
         await store.close()
 
 
-def _record(spec: HandlerSpec, event: dict[str, Any], result: Any, seconds: float) -> None:
+def _record(metrics: Metrics, spec: HandlerSpec, event: dict[str, Any], result: Any,
+            seconds: float) -> None:
     metrics.add_dimension(name="Step", value=spec.function)
     metrics.add_metric(name="StepDuration", unit=MetricUnit.Milliseconds,
                        value=round(seconds * 1000, 1))
@@ -170,21 +223,28 @@ def _failure(spec: HandlerSpec, exc: BaseException) -> None:
         pass
 
 
-def _build(spec: HandlerSpec) -> Handler:
+def _idempotent_step(spec: HandlerSpec) -> Handler:
+    """The step on a fresh event loop, made idempotent when a table is configured."""
+
     def step(event: dict[str, Any], context: Any) -> Any:
         return asyncio.run(_run(spec, event, context))
 
     step.__name__ = step.__qualname__ = spec.function
-    inner: Handler = step
     table = os.environ.get("FILEFERRY_IDEMPOTENCY_TABLE")
-    if table and spec.key:
-        ttl = int(os.environ.get("FILEFERRY_IDEMPOTENCY_TTL", DEFAULT_IDEMPOTENCY_TTL))
-        prefix = os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or f"FileFerry-{spec.function}"
-        inner = idempotent(persistence_store=DynamoDBPersistenceLayer(table_name=table),
-                           config=IdempotencyConfig(event_key_jmespath=spec.key,
-                                                    expires_after_seconds=ttl),
-                           key_prefix=prefix)(inner)
-    idempotent_step = inner
+    if not table or not spec.key:  # an empty key: every call must run (DeliverPending)
+        return step
+    ttl = int(os.environ.get("FILEFERRY_IDEMPOTENCY_TTL", DEFAULT_IDEMPOTENCY_TTL))
+    prefix = os.environ.get("AWS_LAMBDA_FUNCTION_NAME") or f"FileFerry-{spec.function}"
+    wrapped: Handler = idempotent(
+        persistence_store=DynamoDBPersistenceLayer(table_name=table),
+        config=IdempotencyConfig(event_key_jmespath=spec.key, expires_after_seconds=ttl),
+        key_prefix=prefix)(step)
+    return wrapped
+
+
+def _build(spec: HandlerSpec, tools: Powertools) -> Handler:
+    logger, metrics, tracer = tools
+    idempotent_step = _idempotent_step(spec)
 
     def keyed(event: dict[str, Any], context: Any) -> Any:
         logger.append_keys(transfer_id=event.get("transfer_id"),
@@ -198,7 +258,7 @@ def _build(spec: HandlerSpec) -> Handler:
             logger.warning("step failed", extra={"error": type(exc).__name__})
             raise
         finally:
-            _record(spec, event, result, time.monotonic() - started)
+            _record(metrics, spec, event, result, time.monotonic() - started)
         return result
 
     handler: Handler = logger.inject_lambda_context(clear_state=True)(keyed)
@@ -209,16 +269,18 @@ def _build(spec: HandlerSpec) -> Handler:
 
 def lambda_handler(spec: HandlerSpec) -> Handler:
     """The handler for ``spec``; Powertools is wired on the first call (cold start), when the
-    function's environment (table names, service name) is known."""
-    built: list[Handler] = []
+    function's environment (table names, service name) is known, and again after
+    ``release_powertools``."""
+    built: list[tuple[Powertools, Handler]] = []
 
     def handler(event: dict[str, Any], context: Any) -> Any:
         if not isinstance(event, dict):
             raise UsageError(f"FileFerry-{spec.function}: the event must be a JSON object, "
                              f"not {type(event).__name__}")
-        if not built:
-            built.append(_build(spec))
-        return built[0](event, context)
+        tools = powertools()
+        if not built or built[0][0] is not tools:
+            built[:] = [(tools, _build(spec, tools))]
+        return built[0][1](event, context)
 
     handler.__name__ = handler.__qualname__ = spec.function
     handler.__doc__ = f"FileFerry-{spec.function}: the {spec.step} step on Lambda."

@@ -29,8 +29,6 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -38,6 +36,8 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
+
+from fileferry.sandbox.http import HttpStandIn, LoopbackHttpServer, TrackedHandler
 
 __all__ = ["OidcProvider", "SandboxClient", "SandboxUser", "b64url"]
 
@@ -78,18 +78,12 @@ class _OAuthError(Exception):
         self.error, self.description, self.status = error, description, status
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False
-    block_on_close = True
+class _Server(LoopbackHttpServer):
     provider: OidcProvider
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(TrackedHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def _send(self, status: int, body: bytes, kind: str, headers: Mapping[str, str] = {}) -> None:
         self.send_response(status)
@@ -124,13 +118,14 @@ def _flat(query: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
 
 
-class OidcProvider:
+class OidcProvider(HttpStandIn):
     """The provider; ``start()``/``stop()`` or use it as a context manager."""
 
     def __init__(self, *, users: Mapping[str, SandboxUser] | None = None,
                  clients: Mapping[str, SandboxClient] | None = None,
                  audience: str = "fileferry", auto_login: str | None = None,
                  token_seconds: int = 300, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__()
         self.users = dict(users or {})
         self.clients = dict(clients or {})
         self.audience = audience
@@ -141,41 +136,15 @@ class OidcProvider:
         self._kid = self.rotate_key()
         self._codes: dict[str, _Code] = {}
         self._lock = threading.Lock()
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
 
-    # --- lifecycle
-
-    def start(self) -> OidcProvider:
-        if self._server is None:
-            server = _Server((self._host, self._port), _Handler)
-            server.provider = self
-            self._server = server
-            self._thread = threading.Thread(target=server.serve_forever, name="sandbox-oidc",
-                                            kwargs={"poll_interval": 0.1}, daemon=True)
-            self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            if self._thread is not None:
-                self._thread.join()
-            self._server = self._thread = None
-
-    def __enter__(self) -> OidcProvider:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+    def _make_server(self) -> tuple[_Server, str]:
+        server = _Server(_Handler, self._host, self._port)
+        server.provider = self
+        return server, "sandbox-oidc"
 
     @property
     def issuer(self) -> str:
-        if self._server is None:
-            raise RuntimeError("the provider is not running: call start()")
-        return f"http://{self._host}:{self._server.server_address[1]}"
+        return f"http://{self._host}:{self.port}"
 
     # --- keys and tokens
 

@@ -17,9 +17,9 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
 from typing import Any
+
+from fileferry.sandbox.http import HttpStandIn, LoopbackHttpServer, TrackedHandler
 
 __all__ = ["Received", "WebhookReceiver"]
 
@@ -41,77 +41,37 @@ class _Fault:
     delay: float
 
 
-class _Server(ThreadingHTTPServer):
-    daemon_threads = False  # server_close() joins the request threads
-    block_on_close = True
+class _Server(LoopbackHttpServer):
     receiver: WebhookReceiver
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(TrackedHandler):
     server: _Server
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True  # else the body waits for a delayed ACK (40 ms)
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         self.server.receiver._handle(self, raw)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass  # keep test output quiet
 
+class WebhookReceiver(HttpStandIn):
+    """Records POSTs; ``start``/``stop`` or use it as a context manager."""
 
-class WebhookReceiver:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+        super().__init__()
         self._host = host
         self._port = port
-        self._server: _Server | None = None
-        self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._faults: deque[_Fault] = deque()
         self._received: list[Received] = []
         self._new = threading.Condition(self._lock)
-        self._stopping = threading.Event()
 
-    # --- lifecycle
-
-    def start(self) -> WebhookReceiver:
-        if self._server is not None:
-            return self
-        self._stopping.clear()
-        server = _Server((self._host, self._port), _Handler)
+    def _make_server(self) -> tuple[_Server, str]:
+        server = _Server(_Handler, self._host, self._port)
         server.receiver = self
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name="webhook-receiver", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()  # ends injected delays
-        server.shutdown()
-        server.server_close()  # joins the request threads
-        if thread is not None:
-            thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> WebhookReceiver:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+        return server, "webhook-receiver"
 
     # --- addresses and records
-
-    @property
-    def port(self) -> int:
-        if self._server is None:
-            raise RuntimeError("the webhook receiver is not running")
-        return int(self._server.server_address[1])
 
     def url(self, path: str = "/") -> str:
         return f"http://{self._host}:{self.port}/{path.lstrip('/')}"

@@ -17,10 +17,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any, NamedTuple
 from urllib.parse import parse_qs, urlencode
 
+from fileferry.sandbox.http import HttpStandIn
 from fileferry.sandbox.servicenow.query import parse_query
 from fileferry.sandbox.servicenow.store import ApiError, Store
 from fileferry.sandbox.servicenow.transport import HttpServer, Response, error_response
@@ -64,7 +64,7 @@ class _Faults:
     windows: dict[str, tuple[float, int]] = field(default_factory=dict)
 
 
-class ServiceNowEmulator:
+class ServiceNowEmulator(HttpStandIn):
     """A ServiceNow Table API stand-in on 127.0.0.1 with fault injection for tests.
 
     ``tls=(cert_file, key_file)`` serves HTTPS (pysnc refuses plain http URLs).
@@ -75,6 +75,7 @@ class ServiceNowEmulator:
                  tls: tuple[str | Path, str | Path] | None = None,
                  access_token_ttl: float = 1800, refresh_token_ttl: float = 8_640_000,
                  client_credentials: bool = True, strict_queries: bool = False) -> None:
+        super().__init__()
         self.username = username
         self.password = password or secrets.token_urlsafe(12)
         self.client_id = client_id or uuid.uuid4().hex
@@ -91,49 +92,21 @@ class ServiceNowEmulator:
         self._access: dict[str, _Token] = {}
         self._refresh: dict[str, _Token] = {}
         self._clock_offset = 0.0
-        self._stopping = threading.Event()
-        self._server: HttpServer | None = None
-        self._thread: threading.Thread | None = None
         self.url = ""
         self.add_user(username, "System Administrator")
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def start(self) -> ServiceNowEmulator:
-        if self._server is not None:
-            return self
+    def _make_server(self) -> tuple[HttpServer, str]:
         context = None
         if self._tls is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             context.load_cert_chain(str(self._tls[0]), str(self._tls[1]))
-        self._stopping.clear()
-        self._server = HttpServer(self, context)
-        port = self._server.server_address[1]
-        self.url = f"{'https' if context else 'http'}://127.0.0.1:{port}"
-        self._thread = threading.Thread(target=self._server.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
-                                        name=f"servicenow-emulator-{port}", daemon=True)
-        self._thread.start()
-        return self
+        server = HttpServer(self, context)
+        return server, f"servicenow-emulator-{server.port}"
 
-    def stop(self) -> None:
-        server, thread = self._server, self._thread
-        if server is None:
-            return
-        self._stopping.set()
-        server.shutdown()
-        server.close_connections()
-        server.server_close()  # joins the connection threads
-        if thread is not None:
-            thread.join()
-        self._server = self._thread = None
-
-    def __enter__(self) -> ServiceNowEmulator:
-        return self.start()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
-        self.stop()
+    def _started(self, port: int) -> None:
+        self.url = f"{'https' if self._tls is not None else 'http'}://127.0.0.1:{port}"
 
     # -- seeding and inspection ------------------------------------------------------------
 

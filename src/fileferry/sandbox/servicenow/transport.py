@@ -10,13 +10,11 @@ import contextlib
 import json
 import socket
 import ssl
-import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from socketserver import ThreadingMixIn
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from fileferry.sandbox.http import LoopbackHttpServer, TrackedHandler
 from fileferry.sandbox.servicenow.store import ApiError
 
 __all__ = ["MAX_BODY", "App", "HttpServer", "Response", "error_response"]
@@ -39,61 +37,33 @@ class App(Protocol):
     def log(self, method: str, path: str, status: int) -> None: ...
 
 
-class HttpServer(ThreadingMixIn, HTTPServer):
-    daemon_threads = False
-    block_on_close = True
-    allow_reuse_address = True
-
+class HttpServer(LoopbackHttpServer):
     def __init__(self, emulator: App, context: ssl.SSLContext | None) -> None:
         self.emulator = emulator
         self.context = context
-        self.connections: set[socket.socket] = set()
-        self.connections_lock = threading.Lock()
-        self.closing = False
-        super().__init__(("127.0.0.1", 0), Handler)
-
-    def close_connections(self) -> None:
-        """Cut every open (keep-alive) connection, and any that is accepted from now on."""
-        with self.connections_lock:
-            self.closing = True
-            open_connections = list(self.connections)
-        for conn in open_connections:
-            with contextlib.suppress(OSError):
-                conn.shutdown(socket.SHUT_RDWR)
+        super().__init__(Handler)
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         pass  # dropped/aborted connections and TLS handshake failures are routine here
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(TrackedHandler):
     server: HttpServer
-    protocol_version = "HTTP/1.1"
     timeout = 60
-    disable_nagle_algorithm = True  # else the body waits for a delayed ACK (40 ms)
 
     def setup(self) -> None:
         context = self.server.context
-        if context is not None:
+        if context is not None:  # wrapped first: the TLS socket is the one to track
             self.request.settimeout(10)
             self.request = context.wrap_socket(self.request, server_side=True)
-        with self.server.connections_lock:
-            self.server.connections.add(self.request)
-            if self.server.closing:
-                with contextlib.suppress(OSError):
-                    self.request.shutdown(socket.SHUT_RDWR)
         super().setup()
 
     def finish(self) -> None:
         try:
             super().finish()
         finally:
-            with self.server.connections_lock:
-                self.server.connections.discard(self.request)
             if self.server.context is not None:
                 self.request.close()
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
 
     def do_GET(self) -> None:
         self._serve()
