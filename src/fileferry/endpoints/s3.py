@@ -306,7 +306,8 @@ class S3Source:
     async def _client(self) -> Any:
         """The botocore client, once the background thread has built it."""
         if not self._ready.done():
-            await asyncio.wrap_future(self._ready)
+            # shielded: a cancelled caller must not cancel the build others share
+            await asyncio.shield(asyncio.wrap_future(self._ready))
         return self._ready.result()
 
     async def _call(self, what: str, method: str, **kwargs: Any) -> Any:

@@ -311,9 +311,6 @@ async def _stream(stream: ByteStream, writer: Writer, plan: FilePlan, state: Res
             progress.bytes_moved(plan, len(chunk))
             if out_of_time is not None and out_of_time():
                 await boundaries.settle(keep_one=False)
-                close = getattr(chunks, "aclose", None)  # ends the GET's read-ahead now
-                if close is not None:
-                    await close()
                 raise Paused(state.digests.size)
         await boundaries.settle(keep_one=False)
     except BaseException:
@@ -321,6 +318,14 @@ async def _stream(stream: ByteStream, writer: Writer, plan: FilePlan, state: Res
             await asyncio.gather(hashing, return_exceptions=True)
         boundaries.settle_done()
         raise
+    finally:
+        # Ends the GET's read-ahead and closes its body now: left to the garbage
+        # collector, a generator caught in a reference cycle cannot run its cleanup
+        # and the response's socket leaks.
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            with contextlib.suppress(Exception):
+                await close()
 
 
 async def _send(source: Source, dest: Destination, plan: FilePlan, tmp: str, offset: int,
