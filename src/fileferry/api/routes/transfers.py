@@ -134,6 +134,11 @@ async def cancel_transfer(transfer_id: TransferId, ff: State, caller: Caller
     if view.status in FINAL_STATUSES or not await request_cancel(ff.settings, transfer_id):
         raise ApiError(409, "NotRunning", f"{transfer_id} is {view.status.lower()}; only "
                        "a pending or running transfer can be cancelled")
+    if view.status == "PENDING_APPROVAL" and ff.settings.workflow.engine == "embedded":
+        # parked: nobody polls its cancel flag, so the workers carry the cancel out (as
+        # services.stop_if_parked does; a CLI still waiting for it holds the lease and
+        # stops it itself)
+        ff.pool.submit(transfer_id)
     view.cancel_requested = True
     return view
 
