@@ -200,3 +200,23 @@ def test_the_event_stream_carries_only_what_one_may_see(sso_env: SsoEnv, s3: Any
     assert any(t["transfer_id"] == pending and t["status"] == "PENDING_APPROVAL"
                for t in streams["bob"]), "the approver hears of what waits for his group"
     assert seen["carol"] == {own["carol"]}
+
+
+def test_without_sso_the_token_sees_everything(client: httpx.Client, api_env: Any, s3: Any,
+                                               subdir: str) -> None:
+    """Local mode is unchanged: the shared token lists, reads and names any requester."""
+    seed(s3, api_env.bucket, {f"{subdir}/a.csv": b"a\n"})
+    who = [f"{name}-{secrets.token_hex(3)}" for name in ("erin", "frank")]
+    ids = []
+    for requester in who:
+        answer = client.post("/api/transfers", json={
+            "sources": [f"s3://{api_env.bucket}/{subdir}/a.csv"],
+            "destination": f"t:{subdir}/{requester}/", "options": {"requester": requester}})
+        assert answer.status_code == 202, answer.text
+        ids.append(answer.json()["transfer_id"])
+    for tid in ids:
+        assert wait_for(client, tid)["status"] == "SUCCEEDED"
+    assert set(ids) <= _listed(client)
+    assert _listed(client, requester=who[1]) == {ids[1]}
+    waiting = client.get("/api/approvals")
+    assert waiting.status_code == 200 and waiting.json()["count"] == len(waiting.json()["data"])
