@@ -122,7 +122,7 @@ def _not_shown_to(browser: Any, env: SsoEnv, user: str, tid: str, errors: list[s
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     _sign_in(page, env, "/", user)
     page.wait_for_selector("#transfers-title:has-text('Your transfers')")
-    page.wait_for_function("document.querySelector('#live').textContent === 'live'")
+    page.wait_for_selector("#live:text-is('live')")  # (no wait_for_function: the CSP)
     page.wait_for_timeout(1500)  # a refresh of the awaiting list came and went
     assert page.locator("#awaiting").is_hidden()
     assert page.locator(f"[data-id='{tid}']").count() == 0
