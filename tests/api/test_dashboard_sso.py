@@ -75,6 +75,7 @@ def test_sign_in_start_and_approve_as_another_user(browser: Any, sso_env: SsoEnv
     alice.goto(f"{sso_env.url}/#/transfers/{tid}")
     alice.wait_for_selector("#d-approval-text:has-text('finance-approvers')")
     assert alice.locator("#d-approve").is_hidden(), "the requester gets no Approve button"
+    assert alice.locator("#d-cancel").is_visible(), "the requester may cancel it"
 
     bob = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
     bob.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -86,6 +87,7 @@ def test_sign_in_start_and_approve_as_another_user(browser: Any, sso_env: SsoEnv
     bob.click(f"#awaiting tr[data-id='{tid}'] a")
     bob.wait_for_selector("#d-approve", state="visible")
     assert bob.url.endswith(f"/#/transfers/{tid}")
+    assert bob.locator("#d-cancel").is_hidden(), "an approver does not cancel it"
     bob.fill("#d-reason", "numbers checked")
     bob.screenshot(path=str(shots / "sso-approve.png"))
     bob.click("#d-approve")

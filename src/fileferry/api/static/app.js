@@ -271,7 +271,9 @@ function renderDetail(t) {
   for (const [k, v] of facts) dl.append(el("dt", { text: k }), el("dd", { text: v }));
   dl.append(el("dt", { text: "Tickets" }), el("dd", {}, tickets(t)));
   $("#d-error").textContent = t.error ? `${t.error.type}: ${t.error.message}` : "";
-  $("#d-cancel").hidden = FINAL.has(t.status) || t.cancel_requested;
+  // an approver reads someone else's transfer but only its requester or an operator cancels
+  const mayCancel = !sso.on || sso.operator || t.requester === sso.user;
+  $("#d-cancel").hidden = FINAL.has(t.status) || t.cancel_requested || !mayCancel;
   if (t.status !== "PENDING_APPROVAL") $("#d-approval").hidden = true;
   if (t.files) {
     $("#files tbody").replaceChildren(...t.files.map((f) => el("tr", { "data-source": f.source },
