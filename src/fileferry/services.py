@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["approve_transfer", "check_destination", "check_request", "check_sources",
            "continue_transfer", "deliver_pending", "drain_outbox", "history",
-           "init_state_store", "make_deps",
+           "init_state_store", "make_deps", "pending_approvals",
            "record_transfer", "reject_transfer", "request_cancel", "resume_transfers",
            "run_recorded", "stop_if_parked", "submit_transfer", "ticket_links",
            "transfer_public", "transfer_result", "transfers_public"]
@@ -519,3 +519,24 @@ async def init_state_store(settings: Settings) -> list[SchemaEntry]:
     from fileferry.store import init_store
 
     return await init_store(settings.store.url)
+
+
+async def pending_approvals(store: Store) -> list[dict[str, Any]]:
+    """Every transfer waiting in ``PENDING_APPROVAL``: its approval request (``group``,
+    ``requester``, ``requested_at``, ``timeout``) with ``transfer_id`` and ``decision``
+    (what was decided, when a decision is in but the transfer has not moved on yet;
+    else None), newest request first. A transfer marked pending without a request
+    (a half-written record) is left out."""
+    found: list[dict[str, Any]] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = await store.list_transfers("PENDING_APPROVAL", limit=200, cursor=cursor)
+        for record in page:
+            request = await store.recorded("approval_request", record.transfer_id)
+            if request is not None:
+                done = await store.recorded("approval", record.transfer_id)
+                found.append({**request, "transfer_id": record.transfer_id, "decision": done})
+        if cursor is None:
+            break
+    found.sort(key=lambda r: float(r.get("requested_at") or 0), reverse=True)
+    return found

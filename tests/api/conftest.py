@@ -143,13 +143,16 @@ def sse_events(response: httpx.Response) -> Iterator[tuple[str, dict[str, Any]]]
 
 SSO_USERS = {"alice": ("alice-pw", ["finance"]),
              "bob": ("bob-pw", ["finance", "finance-approvers"]),
-             "carol": ("carol-pw", ["ops"])}
+             "carol": ("carol-pw", ["ops"]),
+             "dave": ("dave-pw", ["ops", "ff-operators"])}
+OPERATOR_GROUPS = ["ff-operators"]
 
 
 @dataclass(frozen=True)
 class SsoEnv:
     """The SSO server over its own store; ``direct/`` needs no approval, ``reviewed/``
-    waits for group finance-approvers; only group finance has a rule."""
+    waits for group finance-approvers; only group finance has a rule. dave is an
+    operator (``sso.operator_groups``): he sees every transfer."""
 
     server: BackgroundServer
     idp: Any  # fileferry.sandbox.oidc.OidcProvider
@@ -184,6 +187,7 @@ def sso_env(tmp_path_factory: pytest.TempPathFactory, moto: MotoServer, sshd: Ss
     from fileferry.sandbox.oidc import OidcProvider, SandboxClient, SandboxUser
 
     servicenow.add_user("carol", "Carol")
+    servicenow.add_user("dave", "Dave")
     workdir, remote = tmp_path_factory.mktemp("sso"), make_remote(sshd)
     bucket = "sso-" + secrets.token_hex(6)
     s3.create_bucket(Bucket=bucket)
@@ -195,7 +199,8 @@ def sso_env(tmp_path_factory: pytest.TempPathFactory, moto: MotoServer, sshd: Ss
         config = write_api_config(workdir, moto, sshd, remote, servicenow)
         data = yaml.safe_load(config.read_text(encoding="utf-8"))
         data["sso"] = {"issuer": idp.issuer, "audience": idp.audience,
-                       "client_id": "ff-dashboard", "session_seconds": 600}
+                       "client_id": "ff-dashboard", "session_seconds": 600,
+                       "operator_groups": OPERATOR_GROUPS}
         data["policies"] = _sso_policies(bucket)
         config.write_text(yaml.safe_dump(data), encoding="utf-8")
         with BackgroundServer(load_settings(config), port=port) as server:

@@ -1,7 +1,9 @@
 """The dashboard with SSO in headless chromium: visiting / goes to the sandbox provider's
 sign-in form, back to the dashboard signed in (the session is an HttpOnly cookie), a
-transfer started there waits for approval, and a second user in another browser
-context approves it and sees it through. Screenshots go under the pytest basetemp."""
+transfer started there waits for approval, a second user in another browser context
+finds it under "Awaiting your approval", approves it and sees it through, and a third
+user (outside the approval group) does not see it at all. Screenshots go under the
+pytest basetemp."""
 
 from __future__ import annotations
 
@@ -73,16 +75,24 @@ def test_sign_in_start_and_approve_as_another_user(browser: Any, sso_env: SsoEnv
     alice.goto(f"{sso_env.url}/#/transfers/{tid}")
     alice.wait_for_selector("#d-approval-text:has-text('finance-approvers')")
     assert alice.locator("#d-approve").is_hidden(), "the requester gets no Approve button"
+    assert alice.locator("#d-cancel").is_visible(), "the requester may cancel it"
 
     bob = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
     bob.on("pageerror", lambda exc: errors.append(str(exc)))
     _sign_in(bob, sso_env, f"/#/transfers/{tid}", "bob")
     assert bob.url.endswith(f"/#/transfers/{tid}"), "back where the sign-in started"
     bob.wait_for_selector("#d-approve", state="visible")
+    _find_awaiting(bob, sso_env, tid)
+    bob.screenshot(path=str(shots / "sso-awaiting.png"))
+    bob.click(f"#awaiting tr[data-id='{tid}'] a")
+    bob.wait_for_selector("#d-approve", state="visible")
+    assert bob.url.endswith(f"/#/transfers/{tid}")
+    assert bob.locator("#d-cancel").is_hidden(), "an approver does not cancel it"
     bob.fill("#d-reason", "numbers checked")
     bob.screenshot(path=str(shots / "sso-approve.png"))
     bob.click("#d-approve")
     bob.wait_for_selector("#d-decided:has-text('Approved by bob')")
+    _not_shown_to(browser, sso_env, "carol", tid, errors)
     bob.wait_for_selector("#d-summary dd:has-text('SUCCEEDED')", timeout=60_000)
     alice.goto(f"{sso_env.url}/#/")
     alice.locator(f"#transfers tr[data-id='{tid}'] .status:has-text('SUCCEEDED')").wait_for()
@@ -93,3 +103,32 @@ def test_sign_in_start_and_approve_as_another_user(browser: Any, sso_env: SsoEnv
     alice.wait_for_selector("#sso-login-link", state="visible")
     assert "ff_session" not in {c["name"] for c in alice.context.cookies()}
     assert errors == []
+
+
+def _find_awaiting(page: Any, env: SsoEnv, tid: str) -> None:
+    """On the list, ``tid`` is under "Awaiting your approval" (and not in the list of
+    the user's own transfers)."""
+    page.goto(f"{env.url}/#/")
+    row = page.locator(f"#awaiting tr[data-id='{tid}']")
+    row.wait_for()
+    assert row.locator(".requester").inner_text() == "alice"
+    assert row.locator(".group").inner_text() == "finance-approvers"
+    assert page.locator("#transfers-title").inner_text() == "Your transfers"
+    assert page.locator(f"#transfers tr[data-id='{tid}']").count() == 0
+
+
+def _not_shown_to(browser: Any, env: SsoEnv, user: str, tid: str, errors: list[str]) -> None:
+    """``user`` (outside the approval group) sees ``tid`` nowhere: not awaiting, not in
+    the list, and its page says there is no such transfer."""
+    page = browser.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    _sign_in(page, env, "/", user)
+    page.wait_for_selector("#transfers-title:has-text('Your transfers')")
+    page.wait_for_selector("#live:text-is('live')")  # (no wait_for_function: the CSP)
+    page.wait_for_timeout(1500)  # a refresh of the awaiting list came and went
+    assert page.locator("#awaiting").is_hidden()
+    assert page.locator(f"[data-id='{tid}']").count() == 0
+    page.goto(f"{env.url}/#/transfers/{tid}")
+    page.wait_for_selector(f"#d-error:has-text('no transfer {tid}')")
+    assert page.locator("#d-approval").is_hidden()
+    page.context.close()

@@ -33,6 +33,7 @@ from fileferry.config import Settings
 from fileferry.endpoints.base import Source
 from fileferry.errors import FileFerryError, NotAuthorized, RefusedError
 from fileferry.identity.principal import Principal
+from fileferry.identity.visibility import can_see, cancel_denial
 from fileferry.services import request_cancel, stop_if_parked, transfer_public
 from fileferry.store import FINAL_STATUSES, open_store
 
@@ -211,9 +212,12 @@ class AgentTools:
         store = open_store(self.settings.store.url)
         try:
             view = await transfer_public(self.settings, store, inp.transfer_id, detail=False)
+            # the API's rule (identity/visibility.py): own, an approval group's, operators all
+            visible = view is not None and await can_see(
+                self.settings.sso, store, self.principal, view.transfer_id, view.requester)
         finally:
             await store.close()
-        if view is None or not self._may_see(view.requester):
+        if view is None or not visible:
             return _refused(f"no transfer {inp.transfer_id} that you may see")
         data = view.model_dump(include={"transfer_id", "status", "requester", "destination",
                                         "files_total", "files_done", "bytes_total",
@@ -225,6 +229,10 @@ class AgentTools:
         if not status.ok:
             return status
         current = status.data["transfer"]["status"]
+        denial = cancel_denial(self.settings.sso, self.principal, inp.transfer_id,
+                               status.data["transfer"]["requester"])
+        if denial is not None:  # an approver reads it; only its requester or an operator
+            raise NotAuthorized(denial)
         if current in FINAL_STATUSES or not await request_cancel(self.settings, inp.transfer_id):
             return _refused(f"{inp.transfer_id} is {current.lower()}; only a pending or "
                             "running transfer can be cancelled")
@@ -265,11 +273,6 @@ class AgentTools:
                         f"{'; '.join(plan.differences(now))}); nothing was sent. Show the new "
                         f"plan {fresh.plan_id} and ask the user to confirm it",
                         plan=fresh.view(self.settings.agent.plan_files_shown))
-
-    def _may_see(self, requester: str) -> bool:
-        """Local mode (no ``sso:``) is one trusted user, as on the CLI; with SSO a user
-        sees and cancels only their own transfers."""
-        return self.settings.sso is None or requester == self.principal.user
 
 
 TOOLS: tuple[Tool[Any], ...] = (

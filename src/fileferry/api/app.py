@@ -153,6 +153,7 @@ def create_app(settings: Settings, authenticator: Authenticator | None = None) -
     app.include_router(system.router)
     app.include_router(transfers.router)
     app.include_router(approvals.router)
+    app.include_router(approvals.listing)
     app.include_router(login.router)
     app.include_router(chat.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")

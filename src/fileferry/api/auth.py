@@ -26,11 +26,14 @@ from typing import TYPE_CHECKING, Protocol
 
 from fastapi import HTTPException, Request
 
+from fileferry.api.errors import not_found
 from fileferry.config import Settings
 from fileferry.errors import ConfigError, InvalidToken
 from fileferry.identity.principal import Principal
+from fileferry.identity.visibility import can_see
 
 if TYPE_CHECKING:
+    from fileferry.store import Store, TransferRecord
     from fileferry.transfer.engine import TransferRequest
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "policy_denial",
     "requester_for",
     "require_principal",
+    "visible_record",
 ]
 
 FALLBACK_TOKEN_FILE = "~/.config/fileferry/api-token"
@@ -172,3 +176,14 @@ def owner_only_secret(path: Path) -> tuple[str, bool]:
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
         fh.write(token + "\n")
     return token, True
+
+
+async def visible_record(settings: Settings, store: Store, caller: Principal,
+                         transfer_id: str) -> TransferRecord:
+    """The transfer's record when ``caller`` may see it (identity/visibility.py), else
+    404 NotFound — also when it exists, so an id someone else uses is not revealed."""
+    record = await store.get_transfer(transfer_id)
+    if record is None or not await can_see(settings.sso, store, caller, transfer_id,
+                                           record.requester):
+        raise not_found(transfer_id)
+    return record

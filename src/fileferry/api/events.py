@@ -241,10 +241,14 @@ def sse(event: TransferEvent) -> str:
 
 async def event_stream(bus: EventBus, transfer_id: str | None,
                        snapshot: Callable[[], Awaitable[list[TransferEvent]]],
-                       heartbeat: float = HEARTBEAT) -> AsyncIterator[str]:
+                       heartbeat: float = HEARTBEAT,
+                       allow: Callable[[TransferEvent], Awaitable[bool]] | None = None
+                       ) -> AsyncIterator[str]:
     """Subscribe first, then send the snapshot, then live events. A stream for one
     transfer ends after its final status; every stream ends when the server stops.
-    A comment line every ``heartbeat`` seconds keeps proxies from closing it."""
+    A comment line every ``heartbeat`` seconds keeps proxies from closing it.
+    ``allow`` (None: everything) says which live events this reader may see; the
+    others are dropped here, so the bus stays one fan-out for every reader."""
     with bus.subscribe(transfer_id) as sub:
         for event in await snapshot():
             yield sse(event)
@@ -258,6 +262,8 @@ async def event_stream(bus: EventBus, transfer_id: str | None,
                 continue
             if live is None:
                 return
+            if allow is not None and not await allow(live):
+                continue
             yield sse(live)
             if transfer_id is not None and live.final:
                 return

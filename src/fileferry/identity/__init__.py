@@ -8,6 +8,7 @@
 * ``policy.py`` – which users or groups may send what, where and when; approvals.
 * ``approvals.py`` – ``decide``: approve / reject a transfer waiting in
   ``PENDING_APPROVAL`` (``services.approve_transfer`` / ``reject_transfer``).
+* ``visibility.py`` – who may see, follow and cancel which transfer (API, events, agent).
 * ``secrets.py`` – destination credentials from Secrets Manager, the environment or a
   file only its owner can read.
 

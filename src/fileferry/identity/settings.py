@@ -74,6 +74,9 @@ class SsoSettings(_Model):
     session_seconds: int = Field(default=3600, ge=60, le=24 * 3600)
     """The dashboard's session cookie lives this long at most (and never past the
     token it came from)."""
+    operator_groups: list[str] = Field(default_factory=list)
+    """Members see and may cancel every transfer (operations, audit); everyone else
+    sees their own and those their approval groups decide (identity/visibility.py)."""
 
     @field_validator("issuer", "jwks_url", "redirect_url")
     @classmethod

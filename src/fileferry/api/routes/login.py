@@ -39,8 +39,10 @@ from fileferry.api.sso import (
     cookie_is_secure,
 )
 from fileferry.errors import InvalidToken
+from fileferry.identity.principal import Principal
 from fileferry.identity.settings import SsoSettings
 from fileferry.identity.tokens import authenticate, fetch_json, verifier_for
+from fileferry.identity.visibility import is_operator
 
 __all__ = ["router"]
 
@@ -175,7 +177,8 @@ async def logout(request: Request) -> RedirectResponse:
 
 @router.get("/auth/session")
 async def session(request: Request) -> dict[str, Any]:
-    """``{"sso": bool, "signed_in": bool[, "user", "groups", "expires", "csrf"]}``."""
+    """``{"sso": bool, "signed_in": bool[, "user", "groups", "expires", "csrf",
+    "operator"]}``."""
     signer: CookieSigner | None = getattr(request.app.state, "signer", None)
     if request.app.state.ff.settings.sso is None or signer is None:
         return {"sso": False, "signed_in": False}
@@ -186,5 +189,8 @@ async def session(request: Request) -> dict[str, Any]:
         made = signer.read_session(cookie, time.time())
     except InvalidToken:
         return {"sso": True, "signed_in": False}
+    # operator: whether the dashboard's list shows everyone's transfers (visibility.py)
+    operator = is_operator(request.app.state.ff.settings.sso,
+                           Principal(user=made.user, groups=frozenset(made.groups)))
     return {"sso": True, "signed_in": True, "user": made.user, "groups": sorted(made.groups),
-            "expires": made.expires, "csrf": made.csrf}
+            "expires": made.expires, "csrf": made.csrf, "operator": operator}

@@ -9,7 +9,7 @@ authenticated routes.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import FileResponse, Response, StreamingResponse
@@ -19,12 +19,15 @@ from fileferry.api.events import event_stream
 from fileferry.api.metrics import CONTENT_TYPE
 from fileferry.api.schemas import DestinationPublic, DestinationsPublic, TransferEvent
 from fileferry.api.state import State
+from fileferry.identity.principal import Principal
+from fileferry.identity.visibility import Viewer
 
 __all__ = ["router"]
 
 STATIC = Path(__file__).resolve().parents[1] / "static"
 router = APIRouter()
 authenticated = [Depends(require_principal)]
+Caller = Annotated[Principal, Depends(require_principal)]
 
 
 @router.get("/healthz", tags=["system"])
@@ -63,13 +66,23 @@ async def destinations(ff: State) -> DestinationsPublic:
             response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "Server-Sent Events of every transfer"}})
-async def all_events(ff: State) -> StreamingResponse:
-    """Server-Sent Events of every transfer (this server's and other processes')."""
+async def all_events(ff: State, caller: Caller) -> StreamingResponse:
+    """Server-Sent Events of every transfer the caller may see (this server's and other
+    processes'): with ``sso:`` a non-operator gets their own transfers' events and
+    those of transfers their approval groups decide (from the status event on that
+    says PENDING_APPROVAL)."""
+    viewer = Viewer(ff.settings.sso, ff.store, caller)
 
     async def snapshot() -> list[TransferEvent]:
         return []
 
-    return StreamingResponse(event_stream(ff.bus, None, snapshot),
+    async def allow(event: TransferEvent) -> bool:
+        view = event.transfer
+        return await viewer.sees(view.transfer_id, view.requester,
+                                 recheck=event.type == "status")
+
+    return StreamingResponse(event_stream(ff.bus, None, snapshot,
+                                          allow=None if viewer.sees_all else allow),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 

@@ -1,6 +1,9 @@
 """``/api/transfers``: start, list, show, cancel, and follow transfers live.
 
 Each route calls the same service functions as the CLI (``fileferry.services``).
+With ``sso:`` a caller sees only what ``identity/visibility.py`` lets them: the list
+is their own transfers (operators: everyone's), a transfer they may not see is a
+404 like an unknown id, and only its requester or an operator may cancel it.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import StreamingResponse
 
-from fileferry.api.auth import policy_denial, requester_for, require_principal
+from fileferry.api.auth import policy_denial, requester_for, require_principal, visible_record
 from fileferry.api.errors import ApiError, field_errors, not_found
 from fileferry.api.events import event_stream
 from fileferry.api.schemas import (
@@ -23,6 +26,7 @@ from fileferry.api.schemas import (
 )
 from fileferry.api.state import State
 from fileferry.identity.principal import Principal
+from fileferry.identity.visibility import cancel_denial, is_operator, listing_denial
 from fileferry.models import new_transfer_id
 from fileferry.services import (
     check_destination,
@@ -38,7 +42,7 @@ from fileferry.transfer.engine import TransferRequest
 __all__ = ["router"]
 
 ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (401, 404, 409, 422)}
+    code: {"model": ErrorBody} for code in (401, 403, 404, 409, 422)}
 router = APIRouter(prefix="/api/transfers", tags=["transfers"], responses=ERRORS,
                    dependencies=[Depends(require_principal)])
 TransferId = Annotated[str, Path(pattern=TRANSFER_ID_PATTERN, description="tr-…")]
@@ -76,6 +80,7 @@ async def create_transfer(body: TransferCreate, ff: State, caller: Caller,
 @router.get("", response_model=TransfersPublic)
 async def list_transfers(
     ff: State,
+    caller: Caller,
     status: Annotated[TransferRecordStatus | None, Query()] = None,
     requester: Annotated[str | None, Query(max_length=100)] = None,
     destination: Annotated[str | None, Query(max_length=1024,
@@ -84,7 +89,15 @@ async def list_transfers(
     cursor: Annotated[str | None, Query(max_length=2048,
                                         description="next_cursor of the page before")] = None,
 ) -> TransfersPublic:
-    """A page of transfers ordered by id, filtered by every parameter given."""
+    """A page of transfers ordered by id, filtered by every parameter given. With
+    ``sso:`` a non-operator's list is their own transfers (the requester filter is
+    forced to them; naming someone else is 403)."""
+    denial = listing_denial(ff.settings.sso, caller, requester)
+    if denial is not None:
+        raise ApiError(403, "NotAuthorized", denial,
+                       [{"field": "requester", "message": denial}])
+    if not is_operator(ff.settings.sso, caller):
+        requester = caller.user  # a store filter, so the pages and cursors stay right
     try:
         return await transfers_public(ff.settings, ff.store, status=status,
                                       requester=requester, destination=destination,
@@ -95,8 +108,10 @@ async def list_transfers(
 
 
 @router.get("/{transfer_id}", response_model=TransferPublic)
-async def get_transfer(transfer_id: TransferId, ff: State) -> TransferPublic:
-    """The transfer with its files (size, SHA-256, check, retries), tickets and history."""
+async def get_transfer(transfer_id: TransferId, ff: State, caller: Caller) -> TransferPublic:
+    """The transfer with its files (size, SHA-256, check, retries), tickets and history;
+    404 when the caller may not see it."""
+    await visible_record(ff.settings, ff.store, caller, transfer_id)
     view = await transfer_public(ff.settings, ff.store, transfer_id)
     if view is None:
         raise not_found(transfer_id)
@@ -104,14 +119,26 @@ async def get_transfer(transfer_id: TransferId, ff: State) -> TransferPublic:
 
 
 @router.post("/{transfer_id}/cancel", status_code=202, response_model=TransferPublic)
-async def cancel_transfer(transfer_id: TransferId, ff: State) -> TransferPublic:
-    """Ask the process running it to stop cleanly; 409 when it has finished already."""
+async def cancel_transfer(transfer_id: TransferId, ff: State, caller: Caller
+                          ) -> TransferPublic:
+    """Ask the process running it to stop cleanly; 409 when it has finished already.
+    Only its requester or an operator may (403; an approver only reads it); 404 when
+    the caller may not see it."""
+    record = await visible_record(ff.settings, ff.store, caller, transfer_id)
+    denial = cancel_denial(ff.settings.sso, caller, transfer_id, record.requester)
+    if denial is not None:
+        raise ApiError(403, "NotAuthorized", denial)
     view = await transfer_public(ff.settings, ff.store, transfer_id, detail=False)
     if view is None:
         raise not_found(transfer_id)
     if view.status in FINAL_STATUSES or not await request_cancel(ff.settings, transfer_id):
         raise ApiError(409, "NotRunning", f"{transfer_id} is {view.status.lower()}; only "
                        "a pending or running transfer can be cancelled")
+    if view.status == "PENDING_APPROVAL" and ff.settings.workflow.engine == "embedded":
+        # parked: nobody polls its cancel flag, so the workers carry the cancel out (as
+        # services.stop_if_parked does; a CLI still waiting for it holds the lease and
+        # stops it itself)
+        ff.pool.submit(transfer_id)
     view.cancel_requested = True
     return view
 
@@ -119,11 +146,12 @@ async def cancel_transfer(transfer_id: TransferId, ff: State) -> TransferPublic:
 @router.get("/{transfer_id}/events", response_class=StreamingResponse,
             responses={200: {"content": {"text/event-stream": {}},
                              "description": "Server-Sent Events: progress, file, status"}})
-async def transfer_events(transfer_id: TransferId, ff: State) -> StreamingResponse:
+async def transfer_events(transfer_id: TransferId, ff: State, caller: Caller
+                          ) -> StreamingResponse:
     """Server-Sent Events for one transfer: its state now, then ``progress``, ``file``
-    and ``status`` events; the stream ends after the final status."""
-    if await ff.store.get_transfer(transfer_id) is None:
-        raise not_found(transfer_id)
+    and ``status`` events; the stream ends after the final status. 404 when the caller
+    may not see it."""
+    await visible_record(ff.settings, ff.store, caller, transfer_id)
 
     async def snapshot() -> list[TransferEvent]:
         view = await transfer_public(ff.settings, ff.store, transfer_id, detail=False)

@@ -12,7 +12,7 @@ const $ = (sel) => document.querySelector(sel);
 const transfers = new Map();
 let listStream = null;
 let detailStream = null;
-const sso = { on: false, user: null, groups: [], csrf: null };
+const sso = { on: false, user: null, groups: [], csrf: null, operator: false };
 
 function token() { return sessionStorage.getItem(KEY); }
 
@@ -32,7 +32,8 @@ async function loadSession() {
   const res = await fetch("/auth/session", { credentials: "same-origin" });
   const body = res.ok ? await res.json() : { sso: false };
   Object.assign(sso, { on: Boolean(body.sso), user: body.user || null,
-                       groups: body.groups || [], csrf: body.csrf || null });
+                       groups: body.groups || [], csrf: body.csrf || null,
+                       operator: Boolean(body.operator) });
 }
 
 function takeTokenFromFragment() {
@@ -181,7 +182,15 @@ function renderList() {
   $("#empty").hidden = sorted.length > 0;
 }
 
+// With SSO the list is the user's own transfers (an operator's: everyone's). The event
+// stream also carries transfers waiting for the user's approval group: approvals.js
+// shows those under "Awaiting your approval".
+function listed(t) {
+  return !sso.on || sso.operator || t.requester === sso.user || transfers.has(t.transfer_id);
+}
+
 function update(t) {
+  if (!listed(t)) return;
   const known = transfers.get(t.transfer_id);
   const merged = { ...(known || {}), ...t };
   transfers.set(t.transfer_id, merged);
@@ -204,7 +213,10 @@ async function loadList() {
 function followAll() {
   if (listStream) return;
   $("#live").textContent = "live";
-  listStream = follow("/api/events", (type, ev) => update(ev.transfer), () => {
+  listStream = follow("/api/events", (type, ev) => {
+    update(ev.transfer);
+    document.dispatchEvent(new CustomEvent("ff:event", { detail: { type, ev } }));
+  }, () => {
     listStream = null;
     $("#live").textContent = "reconnecting…";
     setTimeout(() => { if (signedIn()) { loadList().catch(() => {}); followAll(); } }, 2000);
@@ -259,7 +271,9 @@ function renderDetail(t) {
   for (const [k, v] of facts) dl.append(el("dt", { text: k }), el("dd", { text: v }));
   dl.append(el("dt", { text: "Tickets" }), el("dd", {}, tickets(t)));
   $("#d-error").textContent = t.error ? `${t.error.type}: ${t.error.message}` : "";
-  $("#d-cancel").hidden = FINAL.has(t.status) || t.cancel_requested;
+  // an approver reads someone else's transfer but only its requester or an operator cancels
+  const mayCancel = !sso.on || sso.operator || t.requester === sso.user;
+  $("#d-cancel").hidden = FINAL.has(t.status) || t.cancel_requested || !mayCancel;
   if (t.status !== "PENDING_APPROVAL") $("#d-approval").hidden = true;
   if (t.files) {
     $("#files tbody").replaceChildren(...t.files.map((f) => el("tr", { "data-source": f.source },
@@ -353,6 +367,7 @@ async function route() {
     return;
   }
   if (detailStream) { detailStream.abort(); detailStream = null; }
+  document.dispatchEvent(new CustomEvent("ff:list-shown"));
   await Promise.all([loadList(), loadDestinations()]).catch(() => {});
   followAll();
 }
@@ -363,6 +378,7 @@ window.addEventListener("DOMContentLoaded", async () => {
   if (sso.on) {
     $("#logout").textContent = "Sign out";
     $("#requester-field").hidden = true;  // the requester is whoever signed in
+    if (!sso.operator) $("#transfers-title").textContent = "Your transfers";
   }
   $("#d-approve").addEventListener("click", () => decide("approve"));
   $("#d-reject").addEventListener("click", () => decide("reject"));
