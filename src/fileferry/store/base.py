@@ -356,6 +356,20 @@ class Store:
         item = await self.backend.get("idempotency", scope, key)
         return None if item is None else dict(item["value"])
 
+    async def update_recorded(self, scope: str, key: str,
+                              change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+                              ) -> dict[str, Any] | None:
+        """Change what :meth:`record_once` kept for ``(scope, key)`` (None when absent),
+        as an optimistic read-modify-write: ``change`` returns the new value, or None
+        to keep the current one, and may run again after a lost race. Returns what
+        is stored afterwards."""
+        def wrapped(current: Item | None) -> Item | None:
+            value = change(None if current is None else dict(current["value"]))
+            return None if value is None else {"value": dict(value)}
+
+        item = await self._modify("idempotency", scope, key, wrapped)
+        return None if item is None else dict(item["value"])
+
     # --- the outbox: side-effect work (tickets) delivered after an outage
 
     async def enqueue_work(self, transfer_id: str, key: str, op: str,
