@@ -32,6 +32,7 @@ again can help (a dropped connection) or not (a wrong password)::
     │   ├── SessionExpired                       the transfer session ended or expired
     │   ├── ApprovalRejected                     an approver rejected the transfer
     │   └── ApprovalTimedOut                     nobody decided before the timeout
+    ├── Cancelled                       exit 1   a cancel stopped the step while it ran
     └── TransferFailed                  exit 1   something went wrong while moving
         ├── EndpointUnavailable         retry    unreachable, reset, timed out
         ├── ChecksumMismatch            retry    bytes differ from what S3 holds
@@ -48,6 +49,7 @@ __all__ = [
     "ApprovalRejected",
     "ApprovalTimedOut",
     "AuthenticationFailed",
+    "Cancelled",
     "CertificateError",
     "ChecksumMismatch",
     "ConfigError",
@@ -202,6 +204,11 @@ class ApprovalRejected(RefusedError):
 
 class ApprovalTimedOut(RefusedError):
     """Nobody approved or rejected the transfer before the policy's timeout."""
+
+
+class Cancelled(FileFerryError):
+    """``fileferry cancel`` stopped a step while it ran (on Lambda: the watcher in
+    ``aws.cancel`` saw the transfer's ``cancel_requested`` flag)."""
 
 
 class TransferFailed(FileFerryError):

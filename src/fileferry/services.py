@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["approve_transfer", "check_destination", "check_request", "check_sources",
            "continue_transfer", "deliver_pending", "drain_outbox", "history",
-           "init_state_store", "make_deps", "pending_approvals",
+           "init_state_store", "make_deps", "mark_cancel_requested", "pending_approvals",
            "record_transfer", "reject_transfer", "request_cancel", "resume_transfers",
            "run_recorded", "stop_if_parked", "submit_transfer", "ticket_links",
            "transfer_public", "transfer_result", "transfers_public"]
@@ -368,14 +368,20 @@ async def request_cancel(settings: Settings, transfer_id: str) -> bool:
         return await cancel_on_aws(settings, transfer_id)
     store = open_store(settings.store.url)
     try:
-        record = await store.get_transfer(transfer_id)
-        if record is None or record.status in ("SUCCEEDED", "FAILED", "CANCELLED", "REFUSED"):
-            return False
-        await store.update_transfer(transfer_id,
-                                    options={**record.options, "cancel_requested": True})
-        return True
+        return await mark_cancel_requested(store, transfer_id)
     finally:
         await store.close()
+
+
+async def mark_cancel_requested(store: Store, transfer_id: str) -> bool:
+    """Set the transfer's ``cancel_requested`` flag, which the process running it polls
+    (locally ``_watch_cancel``, on Lambda ``aws.cancel``); False for an unknown or
+    already final transfer (nothing to stop)."""
+    record = await store.get_transfer(transfer_id)
+    if record is None or record.status in ("SUCCEEDED", "FAILED", "CANCELLED", "REFUSED"):
+        return False
+    await store.update_transfer(transfer_id, options={**record.options, "cancel_requested": True})
+    return True
 
 
 # --- for the API (and the CLI's list/status): record now, run later, read views

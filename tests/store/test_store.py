@@ -210,6 +210,23 @@ async def test_record_once(make_store: MakeStore) -> None:
     assert all(value == winners[0] for _, value in results)
 
 
+async def test_update_recorded_changes_what_was_kept(make_store: MakeStore) -> None:
+    store, other = make_store(), make_store()
+    await store.record_once("approval_request", "tr-1", {"callback_id": "a", "n": 0})
+    assert await store.update_recorded("approval_request", "tr-1",
+                                       lambda v: {**(v or {}), "callback_id": "b"}) == {
+        "callback_id": "b", "n": 0}
+    assert await store.update_recorded("approval_request", "tr-1", lambda v: None) == {
+        "callback_id": "b", "n": 0}  # None keeps it
+    assert await other.recorded("approval_request", "tr-1") == {"callback_id": "b", "n": 0}
+    assert await store.update_recorded("approval_request", "tr-2", lambda v: None) is None
+    # concurrent increments from two stores: none is lost (optimistic retries)
+    await asyncio.gather(*(s.update_recorded("approval_request", "tr-1",
+                                             lambda v: {**(v or {}), "n": (v or {})["n"] + 1})
+                           for s in [store, other] * 3))
+    assert (await store.recorded("approval_request", "tr-1") or {})["n"] == 6
+
+
 # --- workflow: checkpoints, history, unfinished executions
 
 

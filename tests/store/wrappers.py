@@ -49,6 +49,10 @@ class CountingBackend:
         self.calls["scan", table] += 1
         return await self.inner.scan(table, where=where, limit=limit, start_after=start_after)
 
+    async def reap(self, table: str, now: float) -> int:
+        self.calls["reap", table] += 1
+        return await self.inner.reap(table, now)
+
     async def put_many(self, table: str, rows: Sequence[Row]) -> None:
         self.calls["put_many", table] += 1
         await self.inner.put_many(table, rows)

@@ -44,12 +44,15 @@ __all__ = ["EVENT_HANDLERS", "EVENT_SPECS", "HANDLERS", "SPECS", "TRIGGERS", "ab
 
 SPECS: dict[str, HandlerSpec] = {spec.step: spec for spec in (
     HandlerSpec("ValidateInputFunction", "ValidateInput", ("destinations",), "[transfer_id]"),
-    HandlerSpec("RequestApprovalFunction", "RequestApproval", (), "[transfer_id]"),
+    # the task token too: a retried or redriven AwaitApproval has a new one to record
+    HandlerSpec("RequestApprovalFunction", "RequestApproval", (), "[transfer_id, callback_id]"),
     HandlerSpec("AuthenticateSSOFunction", "AuthSSO", ("destinations",), "[transfer_id]"),
     HandlerSpec("CreateTicketsFunction", "CreateTickets", ("servicenow",), "[transfer_id]"),
-    HandlerSpec("TransferFunction", "TransferFTP", ("destinations",), "[transfer_id, index]"),
+    HandlerSpec("TransferFunction", "TransferFTP", ("destinations",), "[transfer_id, index]",
+                cancellable=True),
     HandlerSpec("ChunkedTransferFunction", "ChunkedTransfer", ("destinations",),
-                "[transfer_id, index, chunk.checkpoint.offset]", budget=True),
+                "[transfer_id, index, chunk.checkpoint.offset]", budget=True,
+                cancellable=True),
     HandlerSpec("VerifyDeliveryFunction", "VerifyDelivery", ("destinations",),
                 "[transfer_id]"),
     HandlerSpec("PostDeliveryFunction", "PostDelivery", ("destinations",),

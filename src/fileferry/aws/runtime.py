@@ -22,7 +22,10 @@
 * the step (``workflow.registry.STEPS``, or ``aws.events.EVENT_STEPS`` for the
   functions that answer events) runs on a fresh event loop with the ports of
   ``services.make_deps``;
-  connections, the store and integration clients are closed before returning.
+  connections, the store and integration clients are closed before returning;
+* a ``cancellable`` step (TransferFTP, ChunkedTransfer) runs next to a watcher of the
+  transfer's ``cancel_requested`` flag and ends with ``Cancelled`` once it is set
+  (``aws.cancel``: Step Functions does not stop a running invocation itself).
 
 A step's ``FileFerryError`` propagates unchanged: the Lambda runtime reports an
 unhandled exception's class name as ``errorType``, which is the name the ASL's
@@ -53,6 +56,7 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent,
 )
 
+from fileferry.aws.cancel import run_cancellable
 from fileferry.aws.events import EVENT_STEPS
 from fileferry.aws.settings import load_lambda_settings
 from fileferry.endpoints.registry import close_idle_destinations
@@ -153,6 +157,9 @@ class HandlerSpec:
     idempotent by itself and must run on every call, e.g. a scheduled drain)."""
     budget: bool = False
     """Give the step a time budget (ChunkedTransfer)."""
+    cancellable: bool = False
+    """Run the step next to the cancel watcher (``aws.cancel``): a ``fileferry cancel``
+    stops it within ``FILEFERRY_CANCEL_POLL`` seconds (TransferFTP, ChunkedTransfer)."""
 
 
 def lambda_error(exc: BaseException) -> dict[str, str]:
@@ -187,8 +194,10 @@ async def _run(spec: HandlerSpec, event: dict[str, Any], context: Any) -> Any:
     if spec.budget:
         deps.out_of_time = _out_of_time(context)
     try:
-        return await invoke_step(spec.step, event, deps,
-                                 None if spec.step in STEPS else EVENT_STEPS)
+        work = invoke_step(spec.step, event, deps, None if spec.step in STEPS else EVENT_STEPS)
+        if spec.cancellable:
+            return await run_cancellable(work, store, str(event["transfer_id"]))
+        return await work
     finally:
         closer = getattr(deps.ticketing, "close", None)
         if closer is not None:

@@ -18,8 +18,9 @@ CleanupAfterError states. Its "Step Functions Execution Status Change" event
 and the requester are told (through the outbox while ServiceNow is down), the
 sessions are closed and the record ends CANCELLED (FAILED for the others) with
 the error. It leaves a transfer whose error path already ran alone. A task
-invocation in flight when the execution stops is not stopped by Step Functions;
-it runs to its end (at most the function's timeout), see docs/deploy.md.
+invocation in flight when the execution stops is not stopped by Step Functions:
+``cancel`` sets the store's ``cancel_requested`` flag before ``StopExecution``, and
+the transfer functions watch it (``aws.cancel``), see docs/deploy.md.
 """
 
 from __future__ import annotations
@@ -244,11 +245,23 @@ async def history_on_aws(settings: Settings, transfer_id: str) -> list[dict[str,
 
 
 async def cancel_on_aws(settings: Settings, transfer_id: str) -> bool:
-    """Stop the execution if it runs; False when it had already ended. The cleanup
-    follows from the ABORTED event (``FileFerry-AbortCleanup``), not from here."""
+    """Stop the execution if it runs; False when it had already ended.
+
+    The store's ``cancel_requested`` flag is set first, so that a TransferFTP or
+    ChunkedTransfer call in flight (which ``StopExecution`` does not stop) sees it and
+    stops too (``aws.cancel``); then the execution is stopped. The cleanup follows
+    from the ABORTED event (``FileFerry-AbortCleanup``), not from here. A transfer
+    missing from the store (an execution started by hand) is still stopped."""
+    from fileferry.services import mark_cancel_requested
+
     sfn = StepFunctions(settings.workflow)
     arn = sfn.execution_arn(transfer_id)
     if (await sfn.describe(arn))["status"] != "RUNNING":
         return False
+    store = open_store(settings.store.url)
+    try:
+        await mark_cancel_requested(store, transfer_id)
+    finally:
+        await store.close()
     await sfn.stop(arn, "cancelled with fileferry cancel")
     return True

@@ -174,8 +174,11 @@ async def _drain_one(deliverers: Mapping[str, Deliverer], store: Store, transfer
 async def drain(deliverers: Mapping[str, Deliverer], store: Store,
                 transfer_id: str | None = None) -> DrainReport:
     """Deliver the queued work of one transfer, or of every transfer that has some;
-    ``deliverers`` maps each ``op`` to the port that does it."""
+    ``deliverers`` maps each ``op`` to the port that does it. The run over every
+    transfer first deletes settled work past its expiry (``Store.reap_settled_work``)."""
     owner = f"{socket.gethostname()}:{os.getpid()}:outbox"
+    if transfer_id is None:  # the periodic drain also clears out expired settled work
+        await store.reap_settled_work()
     ids = [transfer_id] if transfer_id else await store.transfers_with_pending_work()
     total = DrainReport()
     for tid in ids:

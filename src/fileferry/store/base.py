@@ -19,6 +19,7 @@ Tables the Store uses (pk / sk)::
     executions   execution_id / "_"           transfer_id, status, active
     leases       execution_id / "_"           owner, heartbeat, ttl, expires_at
     outbox       transfer_id / seq (padded)   OutboxEntry       work to deliver later
+                 "~pending" / transfer_id     marker: the transfer has pending work
     conversations  user / session_id          the agent's chat  expires_at
 
 ``TABLES`` lists them with the attribute, if any, that a backend with expiry
@@ -49,13 +50,20 @@ from fileferry.store.models import (
     refuse_secrets,
 )
 
-__all__ = ["TABLES", "TTL_ATTRIBUTE", "Backend", "ConditionFailed", "Row", "SchemaEntry", "Store",
-           "StoreConflict", "TransferNotFound", "refuse_secrets"]
+__all__ = ["OUTBOX_RETENTION", "PENDING_PK", "TABLES", "TTL_ATTRIBUTE", "Backend",
+           "ConditionFailed", "Row", "SchemaEntry", "Store", "StoreConflict", "TransferNotFound",
+           "refuse_secrets"]
 
 Item = dict[str, Any]
 ONE = "_"  # the sort key of a partition holding a single item (DynamoDB keys cannot be "")
 SEQ_WIDTH = 12
 TTL_ATTRIBUTE = "expires_at"
+OUTBOX_RETENTION = 30 * 24 * 3600
+"""Seconds settled outbox work (delivered or failed for good) is kept; the audit
+trail keeps the facts (``work_delivered``, ``work_failed``) for good."""
+PENDING_PK = "~pending"
+"""The outbox partition of markers, one per transfer with pending work: a drain
+queries it instead of scanning every entry ever queued."""
 # Every table the Store uses, and its expiry attribute (None: items never expire).
 # A new table, say the identity issue's sessions, is one more line here.
 TABLES: dict[str, str | None] = {
@@ -67,7 +75,7 @@ TABLES: dict[str, str | None] = {
     "history": None,
     "executions": None,
     "leases": TTL_ATTRIBUTE,
-    "outbox": None,
+    "outbox": TTL_ATTRIBUTE,  # settled work expires after OUTBOX_RETENTION
     "conversations": TTL_ATTRIBUTE,  # the agent's chats (agent.persist_conversations)
     "ledger": None,  # the routes' delivery ledger (store/ledger.py)
     "route_state": None,
@@ -135,6 +143,11 @@ class Backend(Protocol):
 
     async def put_many(self, table: str, rows: Sequence[Row]) -> None:
         """Write every row unconditionally (a batch; no condition, no ordering between them)."""
+
+    async def reap(self, table: str, now: float) -> int:
+        """Delete the table's items whose expiry attribute (``TABLES``) is before ``now``
+        and say how many; a backend whose storage expires items itself (DynamoDB's TTL)
+        deletes nothing here and returns 0."""
 
     async def close(self) -> None:
         """Release connections and threads; the backend is unusable afterwards."""
@@ -356,6 +369,20 @@ class Store:
         item = await self.backend.get("idempotency", scope, key)
         return None if item is None else dict(item["value"])
 
+    async def update_recorded(self, scope: str, key: str,
+                              change: Callable[[dict[str, Any] | None], dict[str, Any] | None]
+                              ) -> dict[str, Any] | None:
+        """Change what :meth:`record_once` kept for ``(scope, key)`` (None when absent),
+        as an optimistic read-modify-write: ``change`` returns the new value, or None
+        to keep the current one, and may run again after a lost race. Returns what
+        is stored afterwards."""
+        def wrapped(current: Item | None) -> Item | None:
+            value = change(None if current is None else dict(current["value"]))
+            return None if value is None else {"value": dict(value)}
+
+        item = await self._modify("idempotency", scope, key, wrapped)
+        return None if item is None else dict(item["value"])
+
     # --- the outbox: side-effect work (tickets) delivered after an outage
 
     async def enqueue_work(self, transfer_id: str, key: str, op: str,
@@ -364,11 +391,26 @@ class Store:
         ``key`` was queued before (delivered or not); True when queued now."""
         if any(e.key == key for e in await self.work(transfer_id)):
             return False
+        await self._mark_pending(transfer_id)  # first: work is never queued unmarked
         await self._append("outbox", transfer_id, {"key": key, "op": op,
                                                    "payload": dict(payload),
                                                    "state": "pending", "attempts": 0,
                                                    "last_error": None, "at": at})
+        await self._mark_pending(transfer_id)  # again: a settle may have cleared it between
         return True
+
+    async def _mark_pending(self, transfer_id: str) -> None:
+        await self._modify("outbox", PENDING_PK, transfer_id,
+                           lambda current: None if current else {"transfer_id": transfer_id})
+
+    async def _unmark_if_settled(self, transfer_id: str) -> None:
+        """Drop the marker once nothing is pending; put it back if work was queued
+        meanwhile (``enqueue_work`` marks before and after appending)."""
+        if any(e.state == "pending" for e in await self.work(transfer_id)):
+            return
+        await self.backend.delete("outbox", PENDING_PK, transfer_id)
+        if any(e.state == "pending" for e in await self.work(transfer_id)):
+            await self._mark_pending(transfer_id)
 
     async def work(self, transfer_id: str) -> list[OutboxEntry]:
         """The transfer's queued work in the order it was queued."""
@@ -376,20 +418,33 @@ class Store:
         return [OutboxEntry.model_validate(r.item) for r in rows]
 
     async def transfers_with_pending_work(self) -> list[str]:
-        rows = await self.backend.scan("outbox", where={"state": "pending"})
-        return list(dict.fromkeys(r.pk for r in rows))
+        """The transfers whose work waits, from their markers (no scan of settled work)."""
+        return [r.sk for r in await self.backend.query("outbox", PENDING_PK)]
+
+    async def reap_settled_work(self) -> int:
+        """Delete settled work past its expiry where the backend does not do it itself
+        (SQLite); how many entries went. Pending work never expires."""
+        return await self.backend.reap("outbox", self._clock())
 
     async def settle_work(self, transfer_id: str, seq: int, *, state: str,
                           error: str | None = None) -> None:
         """Record an attempt at queued work: ``state`` pending (it failed, try again
-        later), done, or failed (it never will succeed)."""
+        later), done, or failed (it never will succeed). Settled work expires after
+        ``OUTBOX_RETENTION`` seconds; pending work has no expiry."""
+        settled = state != "pending"
+        expires = math.ceil(self._clock() + OUTBOX_RETENTION)
+
         def change(current: Item | None) -> Item:
             if current is None:
                 raise KeyError(f"no queued work {transfer_id}/{seq}")
-            return {**current, "state": state, "last_error": error,
-                    "attempts": int(current["attempts"]) + 1}
+            kept = {k: v for k, v in current.items() if k != TTL_ATTRIBUTE}
+            return {**kept, "state": state, "last_error": error,
+                    "attempts": int(current["attempts"]) + 1,
+                    **({TTL_ATTRIBUTE: expires} if settled else {})}
 
         await self._modify("outbox", transfer_id, _seq_key(seq), change)
+        if settled:
+            await self._unmark_if_settled(transfer_id)
 
     # --- workflow executions
 

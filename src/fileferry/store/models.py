@@ -95,6 +95,8 @@ class OutboxEntry(BaseModel):
     state: Literal["pending", "done", "failed"]
     attempts: int
     last_error: str | None
+    expires_at: int | None = None
+    """Epoch seconds after which settled work may be deleted; None while pending."""
     at: float
 
 

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, TypeVar
 
-from fileferry.store.base import ConditionFailed, Item, Row, SchemaEntry
+from fileferry.store.base import TABLES, ConditionFailed, Item, Row, SchemaEntry
 
 __all__ = ["SqliteBackend"]
 
@@ -183,6 +183,20 @@ class SqliteBackend:
                              "VALUES (?, ?, ?, ?, ?)", values)
 
         await self._call(self._write, body)
+
+    async def reap(self, table: str, now: float) -> int:
+        ttl = TABLES.get(table)
+        if ttl is None:
+            return 0
+        deleted: list[int] = []
+
+        def body(conn: sqlite3.Connection) -> None:
+            cursor = conn.execute("DELETE FROM items WHERE tbl = ? AND "
+                                  "json_extract(item, ?) < ?", (table, f'$."{ttl}"', now))
+            deleted.append(cursor.rowcount)
+
+        await self._call(self._write, body)
+        return deleted[0] if deleted else 0
 
     async def create_schema(self) -> list[SchemaEntry]:
         """One table, ``items``, holds every store table; SQLite has no expiry, so
