@@ -32,6 +32,11 @@ def _keep_alive(port: int, request: bytes) -> socket.socket:
     while b"\r\n\r\n" not in answer:
         answer += sock.recv(4096)
     assert answer.startswith(b"HTTP/1.1 "), answer
+    head, _, body = answer.partition(b"\r\n\r\n")
+    length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length:"))
+    while len(body) < length:  # the body may come in a segment of its own
+        body += sock.recv(4096)
     return sock
 
 
