@@ -160,7 +160,8 @@ def _package(directory: Path) -> Path:
     package = directory.resolve()
     if not (package / "__init__.py").exists():
         package = package / "fileferry"
-    if not (package / "cli.py").exists():
+    # the CLI is a package since the split; older trees (baselines) have cli.py
+    if not ((package / "cli.py").exists() or (package / "cli" / "__init__.py").exists()):
         raise BenchError(f"{directory} holds no fileferry package")
     return package
 

@@ -18,7 +18,9 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from fileferry.cli import ConfigOpt, JsonOpt, _fail, _run, app
+from fileferry.cli._common import ConfigOpt, JsonOpt, app
+from fileferry.cli._common import fail as _fail
+from fileferry.cli._common import run as _run
 from fileferry.config import Settings, load_settings
 from fileferry.errors import FileFerryError
 
@@ -26,7 +28,7 @@ __all__ = ["ledger", "routes", "run", "scheduler"]
 
 
 class _Console:
-    """``fileferry.console`` on first use (rich is slow to import; see cli.py)."""
+    """``fileferry.console`` on first use (rich is slow to import; see cli/_common.py)."""
 
     def __getattr__(self, name: str) -> Any:
         from fileferry import console as real
