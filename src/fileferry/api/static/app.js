@@ -13,10 +13,13 @@ const transfers = new Map();
 let listStream = null;
 let detailStream = null;
 const sso = { on: false, user: null, groups: [], csrf: null, operator: false };
+// Set once the user signs out: the page is on its way to /logout, and a poll answered
+// 401 (the cookie is gone) must not send it to the provider's sign-in page instead.
+let leaving = false;
 
 function token() { return sessionStorage.getItem(KEY); }
 
-function signedIn() { return sso.on ? Boolean(sso.user) : Boolean(token()); }
+function signedIn() { return !leaving && (sso.on ? Boolean(sso.user) : Boolean(token())); }
 
 function authHeaders(method) {
   if (!sso.on) return { Authorization: `Bearer ${token()}` };
@@ -24,6 +27,7 @@ function authHeaders(method) {
 }
 
 function toLogin() {
+  if (leaving) return;
   location.assign(`/login?next=${encodeURIComponent(`/${location.hash}`)}`);
 }
 
@@ -343,7 +347,13 @@ async function showDetail(id) {
 // --- navigation
 
 function signOut(message) {
-  if (sso.on) { location.assign("/logout"); return; }
+  if (sso.on) {
+    leaving = true;
+    if (listStream) { listStream.abort(); listStream = null; }
+    if (detailStream) { detailStream.abort(); detailStream = null; }
+    location.assign("/logout");
+    return;
+  }
   sessionStorage.removeItem(KEY);
   if (listStream) { listStream.abort(); listStream = null; }
   route();
