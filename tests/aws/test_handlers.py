@@ -148,16 +148,23 @@ async def test_handlers_equal_the_runner_steps(lambda_env: LambdaEnv, tmp_path: 
     assert record is not None and record.status == "SUCCEEDED"
 
 
-async def test_a_completed_call_is_replayed_from_dynamodb(lambda_env: LambdaEnv, tmp_path: Path,
-                                                          moto: Any,
-                                                          idempotency_table: str) -> None:
+async def authenticated_once(lambda_env: LambdaEnv, tmp_path: Path,
+                             moto: Any) -> tuple[dict[str, Any], Any]:
+    """A validated transfer (to a partner never contacted) and its first AuthSSO call:
+    the AuthSSO event and what the call returned."""
     partner = {"url": "sftp://ferry@192.0.2.10/inbound/", "password": "not-used-here"}
     config = lambda_config(moto.endpoint_url, tmp_path, {"partner": partner})
     lambda_env(config)
     tid = new_transfer_id()
     await start(config, event("validate_input", tid))
     payload = event("authenticate_sso", tid)
-    first = await call("AuthenticateSSOFunction", payload)
+    return payload, await call("AuthenticateSSOFunction", payload)
+
+
+async def test_a_completed_call_is_replayed_from_dynamodb(lambda_env: LambdaEnv, tmp_path: Path,
+                                                          moto: Any,
+                                                          idempotency_table: str) -> None:
+    payload, first = await authenticated_once(lambda_env, tmp_path, moto)
     again = await call("AuthenticateSSOFunction", payload)
     assert again == first  # the same session, not a second one
     dynamodb = boto3.client("dynamodb", endpoint_url=moto.endpoint_url, region_name="us-east-1")

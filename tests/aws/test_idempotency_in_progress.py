@@ -16,10 +16,9 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 
 from fileferry.aws.runtime import lambda_error
-from fileferry.models import new_transfer_id
 from fileferry.workflow.registry import definition_text
-from tests.aws.conftest import LambdaEnv, event
-from tests.aws.test_handlers import call, lambda_config, start
+from tests.aws.conftest import LambdaEnv
+from tests.aws.test_handlers import authenticated_once, call
 
 
 def retried_names(placeholder: str) -> set[str]:
@@ -42,13 +41,7 @@ def retried_names(placeholder: str) -> set[str]:
 
 async def test_a_call_still_in_progress_is_refused_under_the_name_the_asl_retries(
         lambda_env: LambdaEnv, tmp_path: Path, moto: Any, idempotency_table: str) -> None:
-    partner = {"url": "sftp://ferry@192.0.2.10/inbound/", "password": "not-used-here"}
-    config = lambda_config(moto.endpoint_url, tmp_path, {"partner": partner})
-    lambda_env(config)
-    tid = new_transfer_id()
-    await start(config, event("validate_input", tid))
-    payload = event("authenticate_sso", tid)
-    first = await call("AuthenticateSSOFunction", payload)
+    payload, first = await authenticated_once(lambda_env, tmp_path, moto)
     # plant what a first attempt still running leaves: its record INPROGRESS until its
     # deadline (Powertools sets the in-progress expiry from the Lambda's remaining time)
     dynamodb = boto3.client("dynamodb", endpoint_url=moto.endpoint_url, region_name="us-east-1")

@@ -166,14 +166,20 @@ def test_the_cli_waits_for_the_approval_given_in_another_process(
     assert files_under(remote_dir) == {"r.csv": b"q4\n"}
 
 
+def _park(make_config: MakeConfig, oidc: OidcProvider, sshd: SshdServer, remote_dir: Path,
+          tmp_path: Path, s3: Any, bucket: str) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """alice's ``transfer --no-wait`` of r.csv, parked for approval: the config and the run."""
+    seed(s3, bucket, {"r.csv": b"q4\n"})
+    config = approval_config(make_config, oidc, sshd, remote_dir, bucket)
+    return config, run_cli("transfer", "--config", config, "--json", "--no-wait",
+                           f"s3://{bucket}/r.csv", "t:", cwd=tmp_path,
+                           env={"FILEFERRY_TOKEN": oidc.mint(user="alice")})
+
+
 def test_no_wait_exits_3_and_approve_carries_it_on(
         make_config: MakeConfig, oidc: OidcProvider, sshd: SshdServer, remote_dir: Path,
         tmp_path: Path, s3: Any, bucket: str) -> None:
-    seed(s3, bucket, {"r.csv": b"q4\n"})
-    config = approval_config(make_config, oidc, sshd, remote_dir, bucket)
-    parked = run_cli("transfer", "--config", config, "--json", "--no-wait",
-                     f"s3://{bucket}/r.csv", "t:", cwd=tmp_path,
-                     env={"FILEFERRY_TOKEN": oidc.mint(user="alice")})
+    config, parked = _park(make_config, oidc, sshd, remote_dir, tmp_path, s3, bucket)
     assert parked.returncode == 3, parked.stderr
     tid = json_line(parked.stdout)["transfer_id"]
     given = run_cli("approve", tid, "--config", config, "--json",
@@ -199,15 +205,10 @@ def _wait_for_pending(settings: Settings, timeout: float = 60) -> str:
     raise AssertionError("the transfer never reached PENDING_APPROVAL")
 
 
-
 def test_cancelling_a_transfer_parked_for_approval(
         make_config: MakeConfig, oidc: OidcProvider, sshd: SshdServer, remote_dir: Path,
         tmp_path: Path, s3: Any, bucket: str) -> None:
-    seed(s3, bucket, {"r.csv": b"q4\n"})
-    config = approval_config(make_config, oidc, sshd, remote_dir, bucket)
-    parked = run_cli("transfer", "--config", config, "--json", "--no-wait",
-                     f"s3://{bucket}/r.csv", "t:", cwd=tmp_path,
-                     env={"FILEFERRY_TOKEN": oidc.mint(user="alice")})
+    config, parked = _park(make_config, oidc, sshd, remote_dir, tmp_path, s3, bucket)
     tid = json_line(parked.stdout)["transfer_id"]
     stopped = run_cli("cancel", tid, "--config", config, "--json", cwd=tmp_path)
     assert stopped.returncode == 0, stopped.stdout + stopped.stderr

@@ -479,7 +479,6 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-
 def urllib_transport(url: str, body: bytes, timeout: float, verify_tls: bool) -> HttpResponse:
     """POST ``body`` as JSON with the standard library (honours HTTPS_PROXY / NO_PROXY)."""
     context = ssl.create_default_context()
